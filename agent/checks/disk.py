@@ -1,0 +1,31 @@
+"""``disk`` check: free space at a path, as a ratio of the filesystem's size."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import psutil
+
+from agent.checks.base import Check, CheckResult, failed, passed, warned
+
+
+def make_disk_check(path: str, warn_free_ratio: float, fail_free_ratio: float) -> Check:
+    pending: list[asyncio.Future[Any]] = []
+
+    async def check() -> CheckResult:
+        # statvfs can block on a dead network filesystem: keep it off the event loop, and never
+        # start a second thread while the first is still stuck (threads cannot be cancelled).
+        if pending and not pending[0].done():
+            return failed(f"statvfs({path!r}) still blocked from an earlier run")
+        pending[:] = [asyncio.ensure_future(asyncio.to_thread(psutil.disk_usage, path))]
+        usage = await asyncio.shield(pending[0])
+        free_ratio = usage.free / usage.total if usage.total else 0.0
+        observed = {"free_ratio": round(free_ratio, 4), "free_bytes": usage.free, "total_bytes": usage.total}
+        if free_ratio < fail_free_ratio:
+            return failed(f"free space {free_ratio:.1%} below {fail_free_ratio:.1%}", **observed)
+        if free_ratio < warn_free_ratio:
+            return warned(f"free space {free_ratio:.1%} below {warn_free_ratio:.1%}", **observed)
+        return passed(**observed)
+
+    return check

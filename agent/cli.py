@@ -1,0 +1,75 @@
+"""Command line: parse arguments, call into the agent, map outcomes to exit codes (SPEC §8).
+
+Exit codes: 0 success / clean drain, 1 cannot start or probe failed, 2 invalid configuration.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+
+from agent import __version__
+from agent.config import AgentConfig, ConfigError, load_config, to_public_dict
+
+EXIT_OK, EXIT_FAIL, EXIT_CONFIG = 0, 1, 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="sidecar-agent", description="Health, request context and metrics beside any HTTP API.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def with_config(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        p.add_argument("-c", "--config", metavar="PATH", help="TOML file (default: $AGENT_CONFIG, else ./agent.toml, else built-in defaults)")
+        return p
+
+    with_config(commands.add_parser("run", help="run the agent"))
+    with_config(commands.add_parser("check-config", help="validate and print the effective config, secrets masked"))
+    probe = with_config(commands.add_parser("probe", help="ask a running agent (for Docker HEALTHCHECK): exit 0 on 200"))
+    probe.add_argument("kind", choices=("live", "ready", "startup"))
+    probe.add_argument("--url", help="full URL (default: the main listener from the config, on 127.0.0.1)")
+    probe.add_argument("--timeout", type=float, default=2.0, metavar="S", help="seconds (default 2)")
+    demo = commands.add_parser("demo", help="run the agent in front of a bundled demo app (no config, no database)")
+    demo.add_argument("--port", type=int, default=8000, help="agent main port (default 8000)")
+    commands.add_parser("version", help="print the version")
+    return parser
+
+
+def _load(path: str | None) -> AgentConfig:
+    return load_config(path, os.environ)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "version":
+        print(f"sidecar-agent {__version__}")
+        return EXIT_OK
+    if args.command == "probe":
+        from agent.probe import probe
+
+        return EXIT_OK if probe(args.kind, url=args.url, config_path=args.config, timeout_s=args.timeout) else EXIT_FAIL
+    if args.command == "demo":
+        from agent.demo import run_demo
+
+        return run_demo(agent_port=args.port)
+    try:
+        config = _load(args.config)
+    except ConfigError as exc:
+        print(f"sidecar-agent: invalid configuration: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    if args.command == "check-config":
+        import orjson
+
+        sys.stdout.write(orjson.dumps(to_public_dict(config), option=orjson.OPT_INDENT_2).decode() + "\n")
+        print(f"configuration OK ({config.source})", file=sys.stderr)
+        return EXIT_OK
+    from agent.logs import setup_logging
+    from agent.server import run_server
+
+    setup_logging(config.logging)
+    return run_server(config)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

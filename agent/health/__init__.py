@@ -1,0 +1,1 @@
+"""Health: pure policy, the monitor that owns the snapshot, and the endpoints that read it."""

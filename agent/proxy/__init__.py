@@ -1,0 +1,1 @@
+"""The forwarding path: client request -> upstream app -> client, streamed both ways."""

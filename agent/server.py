@@ -1,0 +1,166 @@
+"""Listeners, signals, and the drain-then-stop sequence.
+
+Signal table (installed before any port is bound, so an early SIGTERM still drains):
+
+| signal            | first time                                    | second time       |
+| ----------------- | --------------------------------------------- | ----------------- |
+| SIGTERM, SIGINT   | drain: readiness 503 at once, keep serving    | exit 1 at once    |
+|                   | ``drain_delay_s``, close listeners, wait for  |                   |
+|                   | in-flight requests up to ``shutdown_timeout_s``, |                |
+|                   | close checks' connections, exit 0             |                   |
+
+Kubernetes marks a terminating pod's endpoints not-ready asynchronously, so traffic can keep
+arriving for a few seconds after SIGTERM; the drain delay is what keeps those requests from
+being refused.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import sys
+import time
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any
+
+from aiohttp import web
+
+from agent import __version__
+from agent.app import create_admin_app, create_main_app, create_monitor
+from agent.config import AgentConfig, parse_listen
+from agent.health.monitor import Monitor
+
+log = logging.getLogger("agent.server")
+
+ADMIN_SHUTDOWN_TIMEOUT_S = 2.0
+
+
+class StartupError(Exception):
+    """The agent cannot start (port in use, wrong HTTP parser); ``str()`` is the one-line reason."""
+
+
+def require_c_http_parser() -> None:
+    """aiohttp's pure-Python parser is laxer and slower; refuse to serve traffic with it."""
+    from aiohttp import http_parser
+
+    c_parser = getattr(http_parser, "HttpRequestParserC", None)
+    if c_parser is None or http_parser.HttpRequestParser is not c_parser:
+        raise StartupError(
+            "aiohttp's C HTTP parser is not in use (AIOHTTP_NO_EXTENSIONS set, or a build without "
+            "extensions); reinstall aiohttp from a wheel and unset AIOHTTP_NO_EXTENSIONS"
+        )
+
+
+class Server:
+    def __init__(self, config: AgentConfig, *, on_started: Callable[[Server], Awaitable[None]] | None = None) -> None:
+        self.config = config
+        self.monitor: Monitor = create_monitor(config)
+        self._stop = asyncio.Event()
+        self._signals_seen = 0
+        self._runners: list[web.AppRunner] = []
+        self._on_started = on_started
+        self.addresses: dict[str, tuple[str, int]] = {}
+
+    async def serve(self) -> int:
+        """Run until signalled; 0 after a clean drain, 1 when the agent cannot start."""
+        self._install_signal_handlers()
+        try:
+            await self.startup()
+        except StartupError as exc:
+            log.error("cannot start", extra={"reason": str(exc)})
+            await self._close_runners()
+            return 1
+        if self._on_started is not None:
+            await self._on_started(self)
+        await self._stop.wait()
+        await self.shutdown()
+        return 0
+
+    async def startup(self) -> None:
+        require_c_http_parser()
+        main_app = create_main_app(self.config, self.monitor)
+        await self._listen("main", main_app, self.config.server.listen, self.config.server.shutdown_timeout_s)
+        if self.config.admin.enabled:
+            admin_app = create_admin_app(self.config, self.monitor)
+            await self._listen("admin", admin_app, self.config.admin.listen, ADMIN_SHUTDOWN_TIMEOUT_S)
+        self.monitor.start()
+        log.info(
+            "agent started",
+            extra={
+                "version": __version__,
+                "python": sys.version.split()[0],
+                "listeners": {name: f"{host}:{port}" for name, (host, port) in self.addresses.items()},
+                "upstream": self.config.upstream.url,
+                "checks": [c.name for c in self.config.checks],
+                "config_source": self.config.source,
+                "event_loop": type(asyncio.get_running_loop()).__module__.split(".")[0],
+            },
+        )
+
+    async def _listen(self, name: str, app: web.Application, listen: str, shutdown_timeout_s: float) -> None:
+        runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=shutdown_timeout_s)
+        await runner.setup()
+        self._runners.append(runner)
+        host, port = parse_listen(listen)
+        site = web.TCPSite(runner, host, port, reuse_address=True, backlog=1024)
+        try:
+            await site.start()
+        except OSError as exc:
+            raise StartupError(f"{name} listener {listen}: {exc.strerror or exc}") from None
+        server = site._server  # aiohttp exposes the bound sockets only here
+        sockets = getattr(server, "sockets", None) or []
+        bound = sockets[0].getsockname() if sockets else (host, port)
+        self.addresses[name] = (bound[0], bound[1])
+
+    def request_stop(self, reason: str = "requested") -> None:
+        """Begin the drain, as a first SIGTERM does."""
+        if not self._stop.is_set():
+            self.monitor.set_draining(True, reason)
+            self._stop.set()
+
+    def _install_signal_handlers(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._on_signal, sig)
+
+    def _on_signal(self, sig: signal.Signals) -> None:
+        self._signals_seen += 1
+        if self._signals_seen > 1:
+            log.error("second signal: exiting now, without finishing the drain", extra={"signal": sig.name})
+            logging.shutdown()
+            os._exit(1)
+        log.info("signal received: draining", extra={"signal": sig.name, "drain_delay_s": self.config.server.drain_delay_s})
+        self.request_stop(f"signal {sig.name}")
+
+    async def shutdown(self) -> None:
+        """Readiness is already 503. Keep serving for the drain delay, then stop, bounded."""
+        started = time.monotonic()
+        await asyncio.sleep(self.config.server.drain_delay_s)
+        log.info("drain delay over: closing listeners", extra={"shutdown_timeout_s": self.config.server.shutdown_timeout_s})
+        await self._close_runners()
+        await self.monitor.stop()
+        log.info("agent stopped", extra={"shutdown_s": round(time.monotonic() - started, 3)})
+
+    async def _close_runners(self) -> None:
+        # Main first (it waits for in-flight requests), admin last so scrapes see the drain.
+        for runner in self._runners:
+            await runner.cleanup()
+        self._runners.clear()
+
+
+def run_with_best_loop(main: Callable[[], Coroutine[Any, Any, int]]) -> int:
+    """Run ``main()`` on uvloop when it is installed, else asyncio's default loop."""
+    try:
+        import uvloop
+
+        loop_factory: Callable[[], asyncio.AbstractEventLoop] | None = uvloop.new_event_loop
+    except ImportError:
+        loop_factory = None
+    with asyncio.Runner(loop_factory=loop_factory) as runner:
+        return runner.run(main())
+
+
+def run_server(config: AgentConfig) -> int:
+    return run_with_best_loop(lambda: Server(config).serve())

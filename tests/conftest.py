@@ -1,0 +1,76 @@
+"""Shared fixtures: a real PostgreSQL, a real upstream app, and the real agent as a subprocess."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.support.agent import AgentProcess
+from tests.support.postgres import PostgresServer
+from tests.support.upstream import UpstreamProcess, start_upstream_process
+
+
+@pytest.fixture(scope="session")
+def pg(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresServer]:
+    """One real PostgreSQL cluster for the session (scram password auth)."""
+    server = PostgresServer(tmp_path_factory.mktemp("pg"))
+    server.start()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def running_pg(pg: PostgresServer) -> Iterator[PostgresServer]:
+    """The session cluster, guaranteed running and not hung before and after the test."""
+    pg.resume()
+    if not pg.is_running():
+        pg.restart()
+    yield pg
+    pg.resume()
+    if not pg.is_running():
+        pg.restart()
+
+
+@pytest.fixture(scope="session")
+def upstream() -> Iterator[UpstreamProcess]:
+    """A real upstream HTTP app (aiohttp, subprocess) shared by the session; reset per test."""
+    with start_upstream_process() as process:
+        yield process
+
+
+@pytest.fixture
+def healthy_upstream(upstream: UpstreamProcess) -> Iterator[UpstreamProcess]:
+    upstream.set_mode("healthy")
+    yield upstream
+    upstream.set_mode("healthy")
+
+
+@pytest.fixture
+def agent_factory(tmp_path: Path) -> Iterator[Callable[..., AgentProcess]]:
+    """``agent_factory(config_dict, env=...)`` -> a started agent; all are stopped after the test."""
+    agents: list[AgentProcess] = []
+
+    def make(config: dict[str, Any], *, env: dict[str, str] | None = None, start: bool = True, name: str | None = None) -> AgentProcess:
+        agent = AgentProcess(tmp_path / (name or f"agent{len(agents)}"), config, env=env)
+        agents.append(agent)
+        return agent.start() if start else agent
+
+    yield make
+    for agent in agents:
+        agent.stop()
+
+
+def fast_checks(upstream_url: str, dsn: str | None = None, **health: Any) -> dict[str, Any]:
+    """A config with quick check timings, for tests that watch state change."""
+    config: dict[str, Any] = {
+        "server": {"drain_delay_s": 0.5, "shutdown_timeout_s": 5.0},
+        "upstream": {"url": upstream_url},
+        "health": {"interval_s": 0.3, "timeout_s": 0.5, "failure_threshold": 2, "success_threshold": 1, **health},
+        "checks": {"disk": {"enabled": False}},
+    }
+    if dsn is not None:
+        config["checks"]["database"] = {"type": "postgres", "dsn": dsn}
+    return config

@@ -1,0 +1,169 @@
+"""Runs the real agent as a subprocess (``python -m agent run -c FILE``) for integration tests."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from tests.support.net import free_port
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def to_toml(table: dict[str, Any], prefix: str = "") -> str:
+    """A small TOML writer for test configs: nested tables of strings, numbers, bools, arrays."""
+    lines: list[str] = []
+    scalars = {k: v for k, v in table.items() if not isinstance(v, dict)}
+    tables = {k: v for k, v in table.items() if isinstance(v, dict)}
+    if prefix and scalars:
+        lines.append(f"[{prefix}]")
+    for key, value in scalars.items():
+        lines.append(f"{json.dumps(key)} = {_toml_value(value)}")
+    for key, value in tables.items():
+        lines.append(to_toml(value, f"{prefix}.{key}" if prefix else key))
+    return "\n".join(lines) + "\n"
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    raise TypeError(type(value))
+
+
+class Response:
+    def __init__(self, status: int, headers: http.client.HTTPMessage, body: bytes, elapsed_s: float) -> None:
+        self.status = status
+        self.headers = headers
+        self.body = body
+        self.elapsed_s = elapsed_s
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+def http_get(url: str, *, headers: dict[str, str] | None = None, timeout: float = 5.0, method: str = "GET") -> Response:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    started = time.perf_counter()
+    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout)
+    try:
+        path = parts.path + (f"?{parts.query}" if parts.query else "")
+        conn.request(method, path, headers=headers or {})
+        resp = conn.getresponse()
+        body = resp.read()
+        return Response(resp.status, resp.headers, body, time.perf_counter() - started)
+    finally:
+        conn.close()
+
+
+class AgentProcess:
+    """One agent process with its own config file, ports and captured output."""
+
+    def __init__(self, workdir: Path, config: dict[str, Any], *, env: dict[str, str] | None = None) -> None:
+        self.workdir = workdir
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        self.admin_port = free_port()
+        config = {**config}
+        config.setdefault("server", {})
+        config["server"] = {"listen": f"127.0.0.1:{self.port}", **config["server"]}
+        config.setdefault("admin", {})
+        config["admin"] = {"listen": f"127.0.0.1:{self.admin_port}", **config["admin"]}
+        self.config_path = workdir / "agent.toml"
+        self.config_path.write_text(to_toml(config))
+        self.stdout_path = workdir / "stdout.log"
+        self.stderr_path = workdir / "stderr.log"
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith("AGENT_")}
+        self.env.update(env or {})
+        self.env["PYTHONPATH"] = str(REPO_ROOT)
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def admin_url(self) -> str:
+        return f"http://127.0.0.1:{self.admin_port}"
+
+    def start(self, *, wait: bool = True, timeout: float = 15.0) -> AgentProcess:
+        with self.stdout_path.open("ab") as stdout, self.stderr_path.open("ab") as stderr:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "agent", "run", "-c", str(self.config_path)],
+                cwd=self.workdir,
+                env=self.env,
+                stdout=stdout,
+                stderr=stderr,
+            )
+        if wait:
+            self.wait_listening(timeout)
+        return self
+
+    def wait_listening(self, timeout: float = 15.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process is not None and self.process.poll() is not None:
+                raise RuntimeError(f"agent exited with {self.process.returncode}: {self.output()[-2000:]}")
+            try:
+                if http_get(self.url + "/health/live", timeout=1.0).status == 200:
+                    return
+            except OSError:
+                pass
+            time.sleep(0.05)
+        raise TimeoutError(f"agent not listening after {timeout}s: {self.output()[-2000:]}")
+
+    def wait_for(self, path: str, status: int, *, timeout: float, admin: bool = False) -> float:
+        """Poll until ``path`` answers ``status``; returns the seconds it took."""
+        started = time.monotonic()
+        base = self.admin_url if admin else self.url
+        last = None
+        while time.monotonic() - started < timeout:
+            last = http_get(base + path, timeout=2.0).status
+            if last == status:
+                return time.monotonic() - started
+            time.sleep(0.05)
+        raise AssertionError(f"{path} still {last} after {timeout}s, wanted {status}")
+
+    def get(self, path: str, *, admin: bool = False, headers: dict[str, str] | None = None, method: str = "GET") -> Response:
+        return http_get((self.admin_url if admin else self.url) + path, headers=headers, method=method)
+
+    def send_signal(self, sig: int = signal.SIGTERM) -> None:
+        assert self.process is not None
+        self.process.send_signal(sig)
+
+    def wait(self, timeout: float = 30.0) -> int:
+        assert self.process is not None
+        return self.process.wait(timeout)
+
+    def output(self) -> str:
+        out = self.stdout_path.read_text(errors="replace") if self.stdout_path.exists() else ""
+        err = self.stderr_path.read_text(errors="replace") if self.stderr_path.exists() else ""
+        return out + err
+
+    def log_records(self) -> list[dict[str, Any]]:
+        """Every stdout line parsed as JSON (a line that is not JSON fails the test)."""
+        text = self.stdout_path.read_text() if self.stdout_path.exists() else ""
+        return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(5)

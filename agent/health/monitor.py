@@ -79,6 +79,9 @@ class Monitor:
             log.warning("draining started" if draining else "draining stopped", extra={"reason": reason})
 
     def liveness_problem(self) -> str | None:
+        for task in self._tasks:
+            if task.done():
+                return f"monitor task {task.get_name()} stopped"
         return is_alive(
             now_mono=time.monotonic(),
             last_tick_mono=self.last_tick,
@@ -101,7 +104,10 @@ class Monitor:
         config = scheduled.config
         while True:
             result = await run_check(scheduled.check, config.timeout_s, self._redact)
-            self._record(config, result)
+            try:
+                self._record(config, result)
+            except Exception:  # a bug here must not silently stop this check's schedule
+                log.exception("recording a check result failed", extra={"check": config.name})
             await asyncio.sleep(config.interval_s * random.uniform(1 - JITTER, 1 + JITTER))
 
     def _record(self, config: CheckConfig, result: CheckResult) -> None:
@@ -118,11 +124,11 @@ class Monitor:
             log.log(
                 level,
                 "check status changed",
-                extra={"check": config.name, "from": str(before.status), "to": str(after.status), "message": after.message},
+                extra={"check": config.name, "from": str(before.status), "to": str(after.status), "check_message": after.message},
             )
         elif before.runs == 0:
             log.warning(
-                "check failing at start", extra={"check": config.name, "status": str(after.status), "message": after.message}
+                "check failing at start", extra={"check": config.name, "status": str(after.status), "check_message": after.message}
             )
         if self.snapshot.started and not was_started:
             log.info("started: every critical check has passed once", extra={"after_s": round(now - self.started_at, 3)})

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import hmac
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 
 from aiohttp import web
-from aiohttp.typedefs import Handler
+from aiohttp.typedefs import Middleware
 
 from agent import __version__
 from agent.checks import make_check
@@ -42,9 +42,6 @@ def _check_types(config: AgentConfig) -> dict[str, str]:
     return {c.name: c.type for c in config.checks}
 
 
-Middleware = Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]
-
-
 def _common_middlewares(config: AgentConfig) -> list[Middleware]:
     """Outermost first: request context, then the access log (which sees final statuses), then errors."""
     middlewares: list[Middleware] = [
@@ -59,15 +56,14 @@ def _common_middlewares(config: AgentConfig) -> list[Middleware]:
 def create_main_app(config: AgentConfig, monitor: Monitor) -> web.Application:
     """Health endpoints under ``health.path_prefix``; everything else is proxied to the upstream."""
 
-    @web.middleware
-    async def close_while_draining(request: web.Request, handler: Handler) -> web.StreamResponse:
-        response = await handler(request)
+    async def close_while_draining(request: web.Request, response: web.StreamResponse) -> None:
+        # Runs after aiohttp prepared the headers and before they are written, for streamed
+        # responses too: clients reconnect elsewhere (like Envoy's drain GOAWAY).
         if monitor.draining:
-            response.force_close()  # clients reconnect elsewhere (like Envoy's drain GOAWAY)
-        return response
+            response.force_close()
+            response.headers["Connection"] = "close"
 
-    middlewares = [*_common_middlewares(config), close_while_draining]
-    app = web.Application(middlewares=middlewares, handler_args={"max_field_size": 8190, "max_line_size": 8190})
+    app = web.Application(middlewares=_common_middlewares(config), handler_args={"max_field_size": 8190, "max_line_size": 8190})
     app[MONITOR_KEY] = monitor
     app[CONFIG_KEY] = config
     public = config.health.public_details
@@ -93,6 +89,7 @@ def create_main_app(config: AgentConfig, monitor: Monitor) -> web.Application:
     app.cleanup_ctx.append(client_session)
     app.router.add_route("*", "/{tail:.*}", proxy)
     _add_response_hooks(app, config)
+    app.on_response_prepare.append(close_while_draining)
     return app
 
 

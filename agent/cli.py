@@ -21,7 +21,9 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def with_config(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
-        p.add_argument("-c", "--config", metavar="PATH", help="TOML file (default: $AGENT_CONFIG, else ./agent.toml, else built-in defaults)")
+        p.add_argument(
+            "-c", "--config", metavar="PATH", help="TOML file (default: $AGENT_CONFIG, else ./agent.toml, else built-in defaults)"
+        )
         return p
 
     with_config(commands.add_parser("run", help="run the agent"))

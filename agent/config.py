@@ -153,15 +153,40 @@ DEFAULT_SECURITY_HEADERS: tuple[tuple[str, str], ...] = (
 DEFAULT_REMOVED_HEADERS: tuple[str, ...] = (
     # The fingerprinting subset of OWASP's ci/headers_remove.json that a Python/Kubernetes
     # stack emits (same version as above).
-    "Server", "X-Powered-By", "Powered-By", "X-Generator", "X-Framework", "X-Redirect-By",
-    "X-AspNet-Version", "X-AspNetMvc-Version", "X-Php-Version", "X-Runtime", "X-Version",
-    "X-Envoy-Upstream-Service-Time", "X-Envoy-Attempt-Count", "X-Envoy-External-Address",
-    "X-Envoy-Internal", "X-Envoy-Original-Dst-Host", "X-B3-TraceId", "X-B3-SpanId",
-    "X-B3-ParentSpanId", "X-B3-Sampled", "X-Datadog-Trace-Id", "X-Datadog-Parent-Id",
-    "X-Datadog-Sampling-Priority", "X-Datadog-Tags", "X-Datadog-Origin", "X-Kong-Proxy-Latency",
-    "X-Kong-Upstream-Latency", "X-Kong-Request-Id", "X-Kong-Upstream-Status",
-    "X-Kubernetes-PF-FlowSchema-UID", "X-Kubernetes-PF-PriorityLevel-UID", "X-Tyk-Trace-Id",
-    "SourceMap", "X-SourceMap",
+    "Server",
+    "X-Powered-By",
+    "Powered-By",
+    "X-Generator",
+    "X-Framework",
+    "X-Redirect-By",
+    "X-AspNet-Version",
+    "X-AspNetMvc-Version",
+    "X-Php-Version",
+    "X-Runtime",
+    "X-Version",
+    "X-Envoy-Upstream-Service-Time",
+    "X-Envoy-Attempt-Count",
+    "X-Envoy-External-Address",
+    "X-Envoy-Internal",
+    "X-Envoy-Original-Dst-Host",
+    "X-B3-TraceId",
+    "X-B3-SpanId",
+    "X-B3-ParentSpanId",
+    "X-B3-Sampled",
+    "X-Datadog-Trace-Id",
+    "X-Datadog-Parent-Id",
+    "X-Datadog-Sampling-Priority",
+    "X-Datadog-Tags",
+    "X-Datadog-Origin",
+    "X-Kong-Proxy-Latency",
+    "X-Kong-Upstream-Latency",
+    "X-Kong-Request-Id",
+    "X-Kong-Upstream-Status",
+    "X-Kubernetes-PF-FlowSchema-UID",
+    "X-Kubernetes-PF-PriorityLevel-UID",
+    "X-Tyk-Trace-Id",
+    "SourceMap",
+    "X-SourceMap",
 )
 
 
@@ -398,7 +423,7 @@ def _build_section(cls: type[Any], raw: Mapping[str, Any], prefix: str, *, extra
 
 
 def _build_security_headers(raw: Mapping[str, Any]) -> SecurityHeadersConfig:
-    base = _build_section(SecurityHeadersConfig, raw, "security_headers", extra_ok=True)
+    base: SecurityHeadersConfig = _build_section(SecurityHeadersConfig, raw, "security_headers", extra_ok=True)
     known = {f.name for f in dataclasses.fields(SecurityHeadersConfig)}
     headers = {name.lower(): (name, value) for name, value in DEFAULT_SECURITY_HEADERS}
     for key, value in raw.items():
@@ -433,7 +458,7 @@ def _validate_cross_section(sections: Mapping[str, Any]) -> None:
     if not _HEADER_NAME.fullmatch(rid.header):
         raise ConfigError("request_id.header", f"not a valid header name: {rid.header!r}")
     url = sections["upstream"].url
-    if not (url.startswith(("http://", "https://")) and len(url) > 8 or url.startswith("unix:/")):
+    if not ((url.startswith(("http://", "https://")) and len(url) > 8) or url.startswith("unix:/")):
         raise ConfigError("upstream.url", f'must be "http://host:port" or "unix:/path", got {url!r}')
     prefix = sections["health"].path_prefix
     if not prefix.startswith("/") or prefix.endswith("/") or " " in prefix:
@@ -515,12 +540,14 @@ def _resolve_dsn(
         key = f"{prefix}.dsn_env ({settings.dsn_env})"
     if not dsn:
         if explicit:
-            raise ConfigError(f"{prefix}.dsn", f"no DSN: set dsn, or the environment variable named by dsn_env ({settings.dsn_env!r})")
+            raise ConfigError(
+                f"{prefix}.dsn", f"no DSN: set dsn, or the environment variable named by dsn_env ({settings.dsn_env!r})"
+            )
         return None
     return dataclasses.replace(settings, dsn=Secret(normalize_dsn(dsn, key)))
 
 
-_DSN_SCHEMES = re.compile(r"^(postgres|postgresql)(\+(psycopg2|psycopg|asyncpg|pg8000|psycopg2cffi))?://", re.I)
+_DSN_SCHEMES = re.compile(r"^(postgres|postgresql)(\+(psycopg2|psycopg|asyncpg|pg8000|psycopg2cffi))?://", re.IGNORECASE)
 
 
 def normalize_dsn(dsn: str, key: str) -> str:
@@ -530,7 +557,7 @@ def normalize_dsn(dsn: str, key: str) -> str:
         scheme = dsn.split("://", 1)[0] if "://" in dsn else ""
         shown = f"{scheme!r}" if scheme and len(scheme) < 40 and "@" not in scheme else "missing"
         raise ConfigError(key, f"unsupported DSN scheme {shown}: use postgresql://user:password@host:port/dbname")
-    normalized = "postgresql://" + dsn[match.end():]
+    normalized = "postgresql://" + dsn[match.end() :]
     try:
         from urllib.parse import urlsplit
 
@@ -634,11 +661,11 @@ def _env_overrides(environ: Mapping[str, str]) -> list[tuple[list[str], Any, str
     for env_name in sorted(environ):
         if not env_name.startswith("AGENT_") or env_name in _NOT_CONFIG_ENV or _K8S_SERVICE_ENV.match(env_name):
             continue
-        rest = env_name[len("AGENT_"):].lower()
+        rest = env_name[len("AGENT_") :].lower()
         section = next((s for s in sorted([*SECTIONS, "checks"], key=len, reverse=True) if rest.startswith(s + "_")), None)
         if section is None:
             continue
-        tail = rest[len(section) + 1:]
+        tail = rest[len(section) + 1 :]
         origin = f"environment variable {env_name}"
         if section == "checks":
             key = next((k for k in sorted(_ALL_CHECK_KEYS, key=len, reverse=True) if tail.endswith("_" + k)), None)
@@ -736,5 +763,3 @@ def to_public_dict(config: AgentConfig) -> dict[str, Any]:
         entry.update(entry.pop("settings"))
         out["checks"][check.name] = entry
     return out
-
-

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import psutil
 
@@ -59,7 +60,12 @@ def make_memory_check(warn_used_ratio: float, fail_used_ratio: float, root: Path
             vm = psutil.virtual_memory()
             used, limit, source = vm.total - vm.available, vm.total, "host"
         used_ratio = max(0.0, used / limit)
-        observed = {"used_ratio": round(used_ratio, 4), "used_bytes": used, "limit_bytes": limit, "source": source}
+        observed: dict[str, Any] = {
+            "used_ratio": round(used_ratio, 4),
+            "used_bytes": used,
+            "limit_bytes": limit,
+            "source": source,
+        }
         if used_ratio > fail_used_ratio:
             return failed(f"memory used {used_ratio:.1%} above {fail_used_ratio:.1%}", **observed)
         if used_ratio > warn_used_ratio:

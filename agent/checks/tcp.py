@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 from agent.checks.base import Check, CheckResult, passed
 
@@ -11,10 +12,9 @@ def make_tcp_check(host: str, port: int) -> Check:
     async def check() -> CheckResult:
         _, writer = await asyncio.open_connection(host, port)
         writer.close()
-        try:
+        # The peer may reset a connection we close at once; connecting is what counted.
+        with contextlib.suppress(OSError):
             await writer.wait_closed()
-        except OSError:
-            pass  # the peer may reset a connection we close at once; connecting is what counted
         return passed()
 
     return check

@@ -33,7 +33,9 @@ class ScheduledCheck:
 
 
 class Monitor:
-    def __init__(self, checks: Sequence[ScheduledCheck], redactor: Redactor, *, max_loop_lag_s: float, default_interval_s: float) -> None:
+    def __init__(
+        self, checks: Sequence[ScheduledCheck], redactor: Redactor, *, max_loop_lag_s: float, default_interval_s: float
+    ) -> None:
         now = time.time()
         self._checks = list(checks)
         self._redact = redactor
@@ -128,7 +130,8 @@ class Monitor:
             )
         elif before.runs == 0:
             log.warning(
-                "check failing at start", extra={"check": config.name, "status": str(after.status), "check_message": after.message}
+                "check failing at start",
+                extra={"check": config.name, "status": str(after.status), "check_message": after.message},
             )
         if self.snapshot.started and not was_started:
             log.info("started: every critical check has passed once", extra={"after_s": round(now - self.started_at, 3)})

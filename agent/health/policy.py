@@ -123,7 +123,9 @@ def is_ready(snapshot: Snapshot, draining: bool) -> bool:
     return snapshot.started and not draining and not failing_critical(snapshot.checks)
 
 
-def is_alive(*, now_mono: float, last_tick_mono: float, max_tick_age_s: float, loop_lag_s: float, max_loop_lag_s: float) -> str | None:
+def is_alive(
+    *, now_mono: float, last_tick_mono: float, max_tick_age_s: float, loop_lag_s: float, max_loop_lag_s: float
+) -> str | None:
     """None when alive, else the reason (for the ``dead`` body)."""
     if now_mono - last_tick_mono > max_tick_age_s:
         return f"monitor has not ticked for {now_mono - last_tick_mono:.1f}s"

@@ -10,7 +10,13 @@ from typing import Any
 import orjson
 
 from agent.checks.base import Status
-from agent.health.policy import CheckState, Snapshot, failing_critical, overall_status, pending_critical
+from agent.health.policy import (
+    CheckState,
+    Snapshot,
+    failing_critical,
+    overall_status,
+    pending_critical,
+)
 from agent.logs import rfc3339
 
 DETAIL_LEVELS = ("none", "status", "full")
@@ -117,12 +123,16 @@ def health_json_body(
         if detail == "full" and state.status is not Status.PASS and state.message:
             base["output"] = state.message
         if state.latency_s is not None:
-            checks[f"{state.name}:responseTime"] = [{**base, "observedValue": round(state.latency_s * 1000, 3), "observedUnit": "ms"}]
+            checks[f"{state.name}:responseTime"] = [
+                {**base, "observedValue": round(state.latency_s * 1000, 3), "observedUnit": "ms"}
+            ]
         else:
             checks[f"{state.name}:responseTime"] = [base]
         if detail == "full":
             for key, (measurement, unit) in _MEASUREMENTS.items():
                 if key in state.observations:
-                    checks[f"{state.name}:{measurement}"] = [{**base, "observedValue": state.observations[key], "observedUnit": unit}]
+                    checks[f"{state.name}:{measurement}"] = [
+                        {**base, "observedValue": state.observations[key], "observedUnit": unit}
+                    ]
     body["checks"] = checks
     return code, body

@@ -8,7 +8,14 @@ from collections.abc import Callable
 from aiohttp import web
 
 from agent.health.monitor import Monitor
-from agent.health.render import dumps, health_body, health_json_body, live_body, ready_body, startup_body
+from agent.health.render import (
+    dumps,
+    health_body,
+    health_json_body,
+    live_body,
+    ready_body,
+    startup_body,
+)
 
 HEALTH_JSON = "application/health+json"
 NO_STORE = {"Cache-Control": "no-store"}

@@ -24,4 +24,6 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
         level = logging.INFO if exc.status < 500 else logging.ERROR
         return error_response(exc.status, code, headers=headers, log_level=level, method=request.method, path=request.path)
     except Exception as exc:  # a bug in the agent: 500 with an error_id, traceback only in the log
-        return error_response(500, "INTERNAL_ERROR", log_level=logging.ERROR, exc_info=exc, method=request.method, path=request.path)
+        return error_response(
+            500, "INTERNAL_ERROR", log_level=logging.ERROR, exc_info=exc, method=request.method, path=request.path
+        )

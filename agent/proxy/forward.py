@@ -12,6 +12,7 @@ import time
 
 import aiohttp
 from aiohttp import web
+from multidict import CIMultiDict
 from yarl import URL
 
 from agent.config import ProxyConfig, UpstreamConfig
@@ -41,14 +42,16 @@ def make_client_session(upstream: UpstreamConfig) -> aiohttp.ClientSession:
 
 
 class Forwarder:
-    def __init__(self, session: aiohttp.ClientSession, upstream: UpstreamConfig, proxy: ProxyConfig, *, request_id_header: str) -> None:
+    def __init__(
+        self, session: aiohttp.ClientSession, upstream: UpstreamConfig, proxy: ProxyConfig, *, request_id_header: str
+    ) -> None:
         self.session = session
         self.base = "http://localhost" if upstream.url.startswith("unix:") else upstream.url.rstrip("/")
         self.max_body_bytes = proxy.max_body_bytes
         self.trusted = TrustedProxies(proxy.trusted_proxies)
         self.request_id_header = request_id_header
 
-    def _upstream_headers(self, request: web.Request) -> dict[str, str] | object:
+    def _upstream_headers(self, request: web.Request) -> CIMultiDict[str]:
         headers = strip_hop_by_hop(request.headers)
         peer = request.remote or ""
         trusted = peer in self.trusted
@@ -81,7 +84,7 @@ class Forwarder:
             )
         except _BodyTooLarge:
             return error_response(413, "PAYLOAD_TOO_LARGE", log_level=logging.INFO, limit_bytes=self.max_body_bytes)
-        except (asyncio.TimeoutError, aiohttp.ServerTimeoutError):
+        except (TimeoutError, aiohttp.ServerTimeoutError):
             return error_response(504, "UPSTREAM_TIMEOUT", reason="timeout")
         except aiohttp.ClientConnectorError as exc:
             return error_response(502, "UPSTREAM_UNAVAILABLE", reason="connect", detail=type(exc).__name__)
@@ -100,7 +103,7 @@ class Forwarder:
                 await response.write(chunk)
             await response.write_eof()
             return response
-        except (aiohttp.ClientError, asyncio.TimeoutError, ConnectionError) as exc:
+        except (TimeoutError, aiohttp.ClientError, ConnectionError) as exc:
             # Headers are already sent: a clean short response would lie. Cut the connection.
             log.warning("upstream failed mid-response", extra={"detail": type(exc).__name__})
             upstream.close()

@@ -10,8 +10,17 @@ from multidict import CIMultiDict, CIMultiDictProxy
 HOP_BY_HOP = frozenset(
     h.lower()
     for h in (
-        "Connection", "Keep-Alive", "Proxy-Connection", "TE", "Transfer-Encoding", "Upgrade",
-        "Proxy-Authenticate", "Proxy-Authorization", "Trailer", "Content-Length", "Host",
+        "Connection",
+        "Keep-Alive",
+        "Proxy-Connection",
+        "TE",
+        "Transfer-Encoding",
+        "Upgrade",
+        "Proxy-Authenticate",
+        "Proxy-Authorization",
+        "Trailer",
+        "Content-Length",
+        "Host",
     )
 )
 # Content-Length and Host are not hop-by-hop, but the forwarding side sets them itself.

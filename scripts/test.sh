@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Runs the whole test suite on a Debian machine with Python >= 3.11.
+# Installs what the tests need when it is missing: the PostgreSQL server and HAProxy (Debian
+# packages, needs root or sudo), and the project with its test dependencies in ./.venv.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_apt=()
+compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || need_apt+=(postgresql)
+command -v haproxy >/dev/null || need_apt+=(haproxy)
+command -v runuser >/dev/null || need_apt+=(util-linux)
+python3 -c 'import ensurepip, venv' 2>/dev/null || need_apt+=(python3-venv)
+if [ ${#need_apt[@]} -gt 0 ]; then
+    sudo_cmd=""
+    [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
+    echo "installing Debian packages: ${need_apt[*]}"
+    $sudo_cmd apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+fi
+# The tests start their own throw-away clusters; a packaged cluster started by apt is not used.
+
+if [ ! -x .venv/bin/python ]; then
+    python3 -m venv .venv
+fi
+.venv/bin/python -m pip install -q --upgrade pip >/dev/null
+.venv/bin/python -m pip install -q -e '.[fast,test]'
+
+exec .venv/bin/python -m pytest "$@"

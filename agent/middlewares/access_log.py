@@ -7,7 +7,7 @@ import time
 from collections.abc import Iterable
 
 from aiohttp import web
-from aiohttp.typedefs import Handler
+from aiohttp.typedefs import Handler, Middleware
 
 log = logging.getLogger("agent.access")
 
@@ -22,7 +22,7 @@ def _body_bytes(response: web.StreamResponse | None) -> int:
     return response.content_length if response.content_length is not None else response.body_length
 
 
-def make_access_log_middleware(skip_paths: Iterable[str], *, upstream_ms_key: str) -> web.middleware:  # type: ignore[valid-type]
+def make_access_log_middleware(skip_paths: Iterable[str], *, upstream_ms_key: web.RequestKey[float]) -> Middleware:
     skip = frozenset(skip_paths)
 
     @web.middleware

@@ -14,13 +14,13 @@ import uuid
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
-from aiohttp.typedefs import Handler
+from aiohttp.typedefs import Handler, Middleware
 
 from agent.logs import request_id_var, trace_id_var
 from agent.tracecontext import new_traceparent, parse_traceparent
 
-REQUEST_ID_KEY = "request_id"
-TRACEPARENT_KEY = "traceparent"
+REQUEST_ID_KEY = web.RequestKey("request_id", str)
+TRACEPARENT_KEY = web.RequestKey("traceparent", str)
 
 
 def resolve_request_id(incoming: str | None, pattern: re.Pattern[str]) -> tuple[str, bool]:
@@ -30,16 +30,18 @@ def resolve_request_id(incoming: str | None, pattern: re.Pattern[str]) -> tuple[
     return str(uuid.uuid4()), True
 
 
-def make_request_context_middleware(*, header: str, pattern: str) -> web.middleware:  # type: ignore[valid-type]
+def make_request_context_middleware(*, header: str, pattern: str) -> Middleware:
     compiled = re.compile(pattern)
 
     @web.middleware
     async def request_context(request: web.Request, handler: Handler) -> web.StreamResponse:
         request_id, _ = resolve_request_id(request.headers.get(header), compiled)
-        traceparent = request.headers.get("traceparent")
-        trace_id = parse_traceparent(traceparent)
-        if trace_id is None:
+        incoming = request.headers.get("traceparent")
+        trace_id = parse_traceparent(incoming)
+        if incoming is None or trace_id is None:
             traceparent, trace_id = new_traceparent()
+        else:
+            traceparent = incoming
         request[REQUEST_ID_KEY] = request_id
         request[TRACEPARENT_KEY] = traceparent
         rid_token = request_id_var.set(request_id)

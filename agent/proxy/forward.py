@@ -23,7 +23,7 @@ from agent.proxy.headers import TrustedProxies, strip_hop_by_hop
 log = logging.getLogger("agent.proxy")
 
 CHUNK_BYTES = 64 * 1024
-UPSTREAM_MS_KEY = "upstream_ms"
+UPSTREAM_MS_KEY = web.RequestKey("upstream_ms", float)
 
 
 def make_client_session(upstream: UpstreamConfig) -> aiohttp.ClientSession:

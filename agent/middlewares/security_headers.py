@@ -6,7 +6,7 @@ so it reaches streamed responses and raised HTTP errors too.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
@@ -19,13 +19,14 @@ def make_security_headers_hook(
     config: SecurityHeadersConfig, *, is_https: Callable[[web.Request], bool] | None = None
 ) -> ResponseHook:
     headers = tuple(config.headers)
-    remove: Iterable[str] = tuple(config.remove)
+    remove = frozenset(name.lower() for name in config.remove)
     override = config.override
     hsts_value = config.hsts_value
 
     async def add_security_headers(request: web.Request, response: web.StreamResponse) -> None:
         out = response.headers
-        for name in remove:
+        # A response has a handful of headers and the removal list dozens: walk the former.
+        for name in [name for name in out if name.lower() in remove]:
             out.popall(name, None)
         if override:
             out.update(headers)

@@ -69,7 +69,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     from agent.logs import setup_logging
     from agent.server import run_server
 
-    setup_logging(config.logging)
+    try:
+        setup_logging(config.logging)
+    except OSError as exc:
+        print(f"sidecar-agent: cannot open logging.file: {exc}", file=sys.stderr)
+        return EXIT_FAIL
     return run_server(config)
 
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import json
+import math
+import os
 import re
 import tomllib
 import typing
@@ -17,6 +19,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, get_origin, get_type_hints
+from urllib.parse import urlsplit
 
 from agent.secrets import Secret, mask_dsn
 
@@ -27,8 +30,14 @@ class ConfigError(Exception):
     """A configuration problem; ``str()`` is one line naming the full key."""
 
     def __init__(self, key: str, problem: str) -> None:
+        # Keys and values can hold any character (quoted TOML keys): one line, always.
+        key, problem = _one_line(key), _one_line(problem)
         super().__init__(f"{key}: {problem}" if key else problem)
         self.key = key
+
+
+def _one_line(text: str) -> str:
+    return text.replace("\r", "\\r").replace("\n", "\\n")
 
 
 # --- field helpers ---------------------------------------------------------------------------
@@ -424,13 +433,13 @@ def _build_section(cls: type[Any], raw: Mapping[str, Any], prefix: str, *, extra
 
 def _build_security_headers(raw: Mapping[str, Any]) -> SecurityHeadersConfig:
     base: SecurityHeadersConfig = _build_section(SecurityHeadersConfig, raw, "security_headers", extra_ok=True)
-    known = {f.name for f in dataclasses.fields(SecurityHeadersConfig)}
+    known = {f.name for f in dataclasses.fields(SecurityHeadersConfig) if f.metadata}
     headers = {name.lower(): (name, value) for name, value in DEFAULT_SECURITY_HEADERS}
     for key, value in raw.items():
         if key in known:
             continue
         full = f"security_headers.{key}"
-        if not _HEADER_NAME.fullmatch(key):
+        if not _HEADER_NAME.fullmatch(key) or key == "headers":
             raise ConfigError(full, "unknown key, and not a valid header name")
         if not isinstance(value, str) or _CTL.search(value):
             raise ConfigError(full, "must be a header value string without control characters")
@@ -453,23 +462,41 @@ def _validate_cross_section(sections: Mapping[str, Any]) -> None:
     rid: RequestIdConfig = sections["request_id"]
     try:
         re.compile(rid.pattern)
-    except re.error as exc:
-        raise ConfigError("request_id.pattern", f"invalid regular expression: {exc}") from None
+    except (re.error, OverflowError, RecursionError, ValueError) as exc:
+        raise ConfigError("request_id.pattern", f"invalid regular expression: {type(exc).__name__}: {exc}") from None
     if not _HEADER_NAME.fullmatch(rid.header):
         raise ConfigError("request_id.header", f"not a valid header name: {rid.header!r}")
     url = sections["upstream"].url
-    if not ((url.startswith(("http://", "https://")) and len(url) > 8) or url.startswith("unix:/")):
+    if not (_is_http_url(url) or url.startswith("unix:/")):
         raise ConfigError("upstream.url", f'must be "http://host:port" or "unix:/path", got {url!r}')
     prefix = sections["health"].path_prefix
     if not prefix.startswith("/") or prefix.endswith("/") or " " in prefix:
         raise ConfigError("health.path_prefix", f'must start with "/" and not end with one, got {prefix!r}')
     logging_cfg: LoggingConfig = sections["logging"]
-    if logging_cfg.file and not Path(logging_cfg.file).parent.is_dir():
-        raise ConfigError("logging.file", f"directory does not exist: {str(Path(logging_cfg.file).parent)!r}")
+    if logging_cfg.file:
+        _validate_log_file(Path(logging_cfg.file))
     server: ServerConfig = sections["server"]
     admin: AdminConfig = sections["admin"]
     if admin.enabled and parse_listen(admin.listen)[1] == parse_listen(server.listen)[1] != 0:
         raise ConfigError("admin.listen", "must use a different port than server.listen")
+
+
+def _validate_log_file(path: Path) -> None:
+    if not path.parent.is_dir():
+        raise ConfigError("logging.file", f"directory does not exist: {str(path.parent)!r}")
+    if path.is_dir():
+        raise ConfigError("logging.file", f"is a directory: {str(path)!r}")
+    if not os.access(path if path.exists() else path.parent, os.W_OK):
+        raise ConfigError("logging.file", f"not writable: {str(path)!r}")
+
+
+def _is_http_url(url: str) -> bool:
+    try:
+        parts = urlsplit(url)
+        _ = parts.port
+    except ValueError:
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.hostname)
 
 
 def _build_checks(
@@ -559,8 +586,6 @@ def normalize_dsn(dsn: str, key: str) -> str:
         raise ConfigError(key, f"unsupported DSN scheme {shown}: use postgresql://user:password@host:port/dbname")
     normalized = "postgresql://" + dsn[match.end() :]
     try:
-        from urllib.parse import urlsplit
-
         parts = urlsplit(normalized)
         _ = parts.port  # raises on a non-numeric or out-of-range port
     except ValueError:
@@ -574,7 +599,7 @@ def _resolve_http(settings: HttpSettings, prefix: str, upstream: UpstreamConfig)
     except ValueError as exc:
         raise ConfigError(f"{prefix}.expect_status", str(exc)) from None
     if settings.url:
-        if not settings.url.startswith(("http://", "https://")):
+        if not _is_http_url(settings.url):
             raise ConfigError(f"{prefix}.url", f"must be an http(s) URL, got {settings.url!r}")
         return settings
     if not settings.path.startswith("/"):
@@ -617,9 +642,13 @@ def _convert(hint: Any, value: Any, key: str) -> Any:
             return value
     elif hint is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            if value != value or value in (float("inf"), float("-inf")):
+            try:
+                number = float(value)
+            except OverflowError:
+                raise ConfigError(key, "must be a finite number, got an integer too large for one") from None
+            if not math.isfinite(number):
                 raise ConfigError(key, f"must be a finite number, got {value!r}")
-            return float(value)
+            return number
     elif hint is str:
         if isinstance(value, str):
             return value
@@ -649,42 +678,49 @@ _ALL_CHECK_KEYS = _COMMON_KEYS | {f.name for cls in CHECK_TYPES.values() for f i
 # Kubernetes injects <SERVICE>_SERVICE_HOST / _PORT... for every Service; never take those as config.
 _K8S_SERVICE_ENV = re.compile(r".*_(SERVICE_HOST|SERVICE_PORT(_.*)?|PORT(_\d+_(TCP|UDP|SCTP)(_PROTO|_PORT|_ADDR)?)?)$")
 _NOT_CONFIG_ENV = {"AGENT_CONFIG"}
+_SECTIONS_LONGEST_FIRST = sorted([*SECTIONS, "checks"], key=len, reverse=True)
+_CHECK_KEYS_LONGEST_FIRST = sorted(_ALL_CHECK_KEYS, key=len, reverse=True)
 
 
 def _env_overrides(environ: Mapping[str, str]) -> list[tuple[list[str], Any, str]]:
     """``AGENT_UPSTREAM_READ_TIMEOUT_S=5`` -> (["upstream", "read_timeout_s"], 5.0, origin).
 
-    Names that do not start with a known section are left alone (other tools share the prefix);
-    a known section with an unknown key is an error.
+    Names that do not start with a known section are left alone (other tools share the prefix),
+    and so are Kubernetes service variables that name no key; a known section with an unknown
+    key is an error.
     """
     found = []
     for env_name in sorted(environ):
-        if not env_name.startswith("AGENT_") or env_name in _NOT_CONFIG_ENV or _K8S_SERVICE_ENV.match(env_name):
+        if not env_name.startswith("AGENT_") or env_name in _NOT_CONFIG_ENV:
             continue
         rest = env_name[len("AGENT_") :].lower()
-        section = next((s for s in sorted([*SECTIONS, "checks"], key=len, reverse=True) if rest.startswith(s + "_")), None)
+        section = next((s for s in _SECTIONS_LONGEST_FIRST if rest.startswith(s + "_")), None)
         if section is None:
             continue
-        tail = rest[len(section) + 1 :]
         origin = f"environment variable {env_name}"
-        if section == "checks":
-            key = next((k for k in sorted(_ALL_CHECK_KEYS, key=len, reverse=True) if tail.endswith("_" + k)), None)
-            name = tail[: -len(key) - 1] if key else ""
-            if not key or not name:
-                raise ConfigError(f"checks ({origin})", "must be AGENT_CHECKS_<NAME>_<KEY>")
-            path = ["checks", name, key]
-            hint = _check_key_hint(key)
-        else:
-            cls = SECTIONS[section]
-            hints = get_type_hints(cls)
-            if tail in hints and tail != "headers":
-                path, hint = [section, tail], hints[tail]
-            elif cls is SecurityHeadersConfig:
-                path, hint = [section, "-".join(p.capitalize() for p in tail.split("_"))], str
-            else:
-                raise ConfigError(f"{section}.{tail} ({origin})", "unknown key")
+        resolved = _resolve_env_key(section, rest[len(section) + 1 :])
+        if resolved is None:
+            if _K8S_SERVICE_ENV.match(env_name):
+                continue
+            raise ConfigError(f"{section}.{rest[len(section) + 1 :]} ({origin})", "unknown key")
+        path, hint = resolved
         found.append((path, _parse_env_value(hint, environ[env_name], f"{'.'.join(path)} ({origin})"), origin))
     return found
+
+
+def _resolve_env_key(section: str, tail: str) -> tuple[list[str], Any] | None:
+    """The config path and type an env name's tail stands for, or None."""
+    if section == "checks":
+        key = next((k for k in _CHECK_KEYS_LONGEST_FIRST if tail.endswith("_" + k)), None)
+        name = tail[: -len(key) - 1] if key else ""
+        return (["checks", name, key], _check_key_hint(key)) if key and name else None
+    cls = SECTIONS[section]
+    hints = {f.name: get_type_hints(cls)[f.name] for f in dataclasses.fields(cls) if f.metadata}
+    if tail in hints:
+        return [section, tail], hints[tail]
+    if cls is SecurityHeadersConfig:
+        return [section, "-".join(p.capitalize() for p in tail.split("_"))], str
+    return None
 
 
 def _check_key_hint(key: str) -> Any:

@@ -69,7 +69,8 @@ class TextFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         event = record_fields(record)
-        head = f"{event.pop('timestamp')} {event.pop('level'):<7} {event.pop('logger')}: {event.pop('message')}"
+        message = str(event.pop("message")).replace("\r", "\\r").replace("\n", "\\n")
+        head = f"{event.pop('timestamp')} {event.pop('level'):<7} {event.pop('logger')}: {message}"
         tail = " ".join(f"{k}={orjson.dumps(v, default=str).decode()}" for k, v in event.items())
         return f"{head} {tail}" if tail else head
 
@@ -87,18 +88,22 @@ class LineHandler(logging.StreamHandler):  # type: ignore[type-arg]
 
 
 class RateLimitFilter(logging.Filter):
-    """Lets one record per (logger, message) through per ``period_s``; counts the rest.
+    """For loggers under ``prefix``: one record per (logger, message) per ``period_s``, no traceback.
 
     asyncpg logs a warning with a traceback on every reconnect attempt while the database is
-    down; this keeps that from flooding the log.
+    down (on ``asyncpg.pool``); this keeps that from flooding the log. Installed on the handlers,
+    because a logger's own filters do not apply to records of its child loggers.
     """
 
-    def __init__(self, period_s: float = 60.0) -> None:
+    def __init__(self, prefix: str = "asyncpg", period_s: float = 60.0) -> None:
         super().__init__()
+        self.prefix = prefix
         self.period_s = period_s
         self._last: dict[tuple[str, str], tuple[float, int]] = {}
 
     def filter(self, record: logging.LogRecord) -> bool:
+        if record.name != self.prefix and not record.name.startswith(self.prefix + "."):
+            return True
         key = (record.name, str(record.msg)[:200])
         now = time.monotonic()
         last, suppressed = self._last.get(key, (-1e18, 0))
@@ -128,12 +133,11 @@ def setup_logging(config: LoggingConfig, stream: IO[str] | None = None) -> None:
     for old in root.handlers[:]:
         root.removeHandler(old)
         old.close()
+    rate_limit = RateLimitFilter("asyncpg")
     for handler in handlers:
         handler.setFormatter(formatter)
+        handler.addFilter(rate_limit)
         root.addHandler(handler)
     root.setLevel(config.level)
-    asyncpg_log = logging.getLogger("asyncpg")
-    if not any(isinstance(f, RateLimitFilter) for f in asyncpg_log.filters):
-        asyncpg_log.addFilter(RateLimitFilter())
     logging.getLogger("aiohttp.access").disabled = True  # the agent writes its own access log
     logging.captureWarnings(True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from urllib.parse import unquote, urlsplit
+from urllib.parse import unquote
 
 MASK = "<SECRET>"
 
@@ -50,25 +50,36 @@ class Secret:
 
 
 def _dsn_password(dsn: str) -> str:
-    try:
-        netloc = urlsplit(dsn).netloc
-    except ValueError:
-        return ""
-    userinfo, at, _ = netloc.rpartition("@")
+    userinfo, at, _ = dsn.partition("://")[2].rpartition("@")
     if not at:
         return ""
     _, colon, password = userinfo.partition(":")
     return password if colon else ""
 
 
-_USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<user>[^:/@\s]*):(?P<pw>[^@\s]*)@")
-_KEYVALUE = re.compile(r"(?i)\b(password|passwd|pwd|token|secret|api[_-]?key)(\s*[=:]\s*)('[^']*'|\"[^\"]*\"|\S+)")
+_SCHEME = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]*://")
+# In free text a password ends at the last "@" of its whitespace-free run (greedy \S*).
+_USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<user>[^:/@\s]*):(?P<pw>\S*)@")
+# db_password=..., PGPASSWORD=..., access_token: ... (any prefix before the key word).
+_KEYVALUE = re.compile(r"(?i)(\w*(?:password|passwd|pwd|token|secret|api[_-]?key))(\s*[=:]\s*)('[^']*'|\"[^\"]*\"|\S+)")
 _QUERY_PW = re.compile(r"(?i)([?&](password|passwd|sslpassword|token)=)[^&\s]*")
 
 
 def mask_dsn(dsn: str) -> str:
-    """``postgresql://u:pw@h/db?password=x`` -> ``postgresql://u:<SECRET>@h/db?password=<SECRET>``."""
-    return _QUERY_PW.sub(lambda m: m.group(1) + MASK, _USERINFO.sub(rf"\g<scheme>\g<user>:{MASK}@", dsn))
+    """``postgresql://u:pw@h/db?password=x`` -> ``postgresql://u:<SECRET>@h/db?password=<SECRET>``.
+
+    For a whole DSN the password runs to the last "@" (an unencoded "@" or space in a password
+    is still masked whole).
+    """
+    if dsn.count("://") != 1 or not _SCHEME.match(dsn):  # free text: best effort
+        return _QUERY_PW.sub(lambda m: m.group(1) + MASK, _USERINFO.sub(rf"\g<scheme>\g<user>:{MASK}@", dsn))
+    scheme, _, rest = dsn.partition("://")
+    if "@" in rest:
+        userinfo, _, hostpart = rest.rpartition("@")
+        if ":" in userinfo:
+            rest = f"{userinfo.split(':', 1)[0]}:{MASK}@{hostpart}"
+        dsn = f"{scheme}://{rest}"
+    return _QUERY_PW.sub(lambda m: m.group(1) + MASK, dsn)
 
 
 class Redactor:
@@ -85,7 +96,8 @@ class Redactor:
         for secret in self._secrets:
             if secret in text:
                 text = text.replace(secret, MASK)
-        text = mask_dsn(text)
+        text = _USERINFO.sub(rf"\g<scheme>\g<user>:{MASK}@", text)
+        text = _QUERY_PW.sub(lambda m: m.group(1) + MASK, text)
         text = _KEYVALUE.sub(lambda m: m.group(1) + m.group(2) + MASK, text)
         text = " ".join(text.split())  # one line, whatever the source
         if len(text) > self.max_chars:

@@ -122,6 +122,10 @@ class ProxyConfig:
     max_in_flight: int = _opt(1000, check=positive)
     trusted_proxies: tuple[str, ...] = _opt((), doc="CIDRs whose X-Forwarded-* headers are trusted")
     error_bodies: str = _opt("augment", check=one_of("augment", "passthrough"))
+    header_timeout_s: float = _opt(10.0, check=positive, doc="a request head must arrive within this")
+    body_timeout_s: float = _opt(30.0, check=positive, doc="a request body may stall at most this long")
+    min_body_rate_bytes_s: float = _opt(1024.0, check=non_negative, doc="after body_timeout_s, slower bodies are cut off")
+    keepalive_timeout_s: float = _opt(75.0, check=positive, doc="idle client connections close after this")
 
 
 @dataclass(frozen=True, slots=True)

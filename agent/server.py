@@ -28,9 +28,11 @@ from typing import Any
 from aiohttp import web
 
 from agent import __version__
-from agent.app import create_admin_app, create_main_app, create_monitor
+from agent.app import create_admin_app, create_monitor
 from agent.config import AgentConfig, parse_listen
 from agent.health.monitor import Monitor
+from agent.proxy.listener import MainListener
+from agent.proxy.main import create_main_listener
 
 log = logging.getLogger("agent.server")
 
@@ -60,6 +62,7 @@ class Server:
         self._stop = asyncio.Event()
         self._signals_seen = 0
         self._runners: list[web.AppRunner] = []
+        self._main: MainListener | None = None
         self._on_started = on_started
         self.addresses: dict[str, tuple[str, int]] = {}
 
@@ -80,8 +83,13 @@ class Server:
 
     async def startup(self) -> None:
         require_c_http_parser()
-        main_app = create_main_app(self.config, self.monitor)
-        await self._listen("main", main_app, self.config.server.listen, self.config.server.shutdown_timeout_s)
+        self._main = create_main_listener(self.config, self.monitor)
+        host, port = parse_listen(self.config.server.listen)
+        try:
+            self.addresses["main"] = await self._main.start(host, port)
+        except OSError as exc:
+            self._main = None
+            raise StartupError(f"main listener {self.config.server.listen}: {exc.strerror or exc}") from None
         if self.config.admin.enabled:
             admin_app = create_admin_app(self.config, self.monitor)
             await self._listen("admin", admin_app, self.config.admin.listen, ADMIN_SHUTDOWN_TIMEOUT_S)
@@ -145,6 +153,9 @@ class Server:
 
     async def _close_runners(self) -> None:
         # Main first (it waits for in-flight requests), admin last so scrapes see the drain.
+        if self._main is not None:
+            await self._main.close(self.config.server.shutdown_timeout_s)
+            self._main = None
         for runner in self._runners:
             await runner.cleanup()
         self._runners.clear()

@@ -1,0 +1,74 @@
+"""Upstream error bodies made consistent (``proxy.error_bodies = "augment"``).
+
+A 4xx/5xx JSON object from the app keeps its fields and gains ``error_id``, ``request_id``,
+``timestamp``, and ``error_code`` / ``message`` when missing, so a FastAPI ``{"detail": ...}``
+becomes ``{"detail": ..., "error_code": "NOT_FOUND", ...}``. Anything else returns None and the
+caller decides (a non-JSON 5xx body is replaced; a non-JSON 4xx is never held).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import orjson
+
+from agent.logs import rfc3339
+
+ERROR_CODES = {
+    400: "BAD_REQUEST",
+    401: "UNAUTHORIZED",
+    403: "FORBIDDEN",
+    404: "NOT_FOUND",
+    405: "METHOD_NOT_ALLOWED",
+    409: "CONFLICT",
+    410: "GONE",
+    413: "PAYLOAD_TOO_LARGE",
+    415: "UNSUPPORTED_MEDIA_TYPE",
+    422: "VALIDATION_ERROR",
+    429: "TOO_MANY_REQUESTS",
+    500: "INTERNAL_ERROR",
+    501: "NOT_IMPLEMENTED",
+    502: "BAD_GATEWAY",
+    503: "SERVICE_UNAVAILABLE",
+    504: "GATEWAY_TIMEOUT",
+}
+
+
+def is_json(headers: list[tuple[bytes, bytes]]) -> bool:
+    for name, value in headers:
+        if name.lower() == b"content-type":
+            media = value.split(b";", 1)[0].strip().lower()
+            return media == b"application/json" or media.endswith(b"+json")
+    return False
+
+
+def _message_from(detail: Any) -> str | None:
+    if isinstance(detail, str):
+        return detail
+    if isinstance(detail, list) and detail and isinstance(detail[0], dict) and isinstance(detail[0].get("msg"), str):
+        first = detail[0]
+        where = ".".join(str(p) for p in first.get("loc", []) if p != "body")
+        return f"{where}: {first['msg']}" if where else first["msg"]
+    return None
+
+
+def augment_error_body(
+    status: int, headers: list[tuple[bytes, bytes]], body: bytes, *, error_id: str, request_id: str
+) -> bytes | None:
+    """The augmented JSON body, or None when ``body`` is not a JSON object (or is encoded)."""
+    if not is_json(headers) or any(n.lower() == b"content-encoding" and v.strip().lower() != b"identity" for n, v in headers):
+        return None
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(data, dict):
+        return None
+    data.setdefault("error_code", ERROR_CODES.get(status, "CLIENT_ERROR" if status < 500 else "UPSTREAM_ERROR"))
+    if "message" not in data:
+        data["message"] = _message_from(data.get("detail")) or ("Request failed." if status < 500 else "The upstream service failed.")
+    data["error_id"] = error_id
+    data["request_id"] = request_id
+    data.setdefault("timestamp", rfc3339(time.time()))
+    return orjson.dumps(data)

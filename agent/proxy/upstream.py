@@ -1,0 +1,294 @@
+"""The upstream leg: HTTP/1.1 connections to the app (asyncio Protocol + llhttp) and their pool.
+
+A connection carries one exchange at a time. The pool keeps idle connections (newest first) for
+less than the app's own keep-alive timeout, bounds the total, and never hands out a connection
+the app has closed (``connection_lost`` removes it at once).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import time
+from typing import TYPE_CHECKING, Any
+
+import httptools
+
+if TYPE_CHECKING:
+    from agent.proxy.exchange import Exchange
+
+MAX_RESPONSE_HEAD_BYTES = 64 * 1024
+MAX_RESPONSE_HEADERS = 128
+
+
+class UpstreamProtocolError(Exception):
+    """The app sent something that is not a valid HTTP/1.1 response."""
+
+
+class UpstreamConnection(asyncio.Protocol):
+    __slots__ = (
+        "_head_bytes",
+        "_headers",
+        "_reason",
+        "_reset_parser",
+        "closed",
+        "exchange",
+        "idle_since",
+        "last_progress",
+        "parser",
+        "pool",
+        "responses",
+        "transport",
+    )
+
+    def __init__(self, pool: UpstreamPool) -> None:
+        self.pool = pool
+        self.transport: asyncio.Transport | None = None
+        self.parser = httptools.HttpResponseParser(self)
+        self.exchange: Exchange | None = None
+        self.closed = False
+        self.responses = 0  # completed on this connection; > 0 means it was reused
+        self.idle_since = 0.0
+        self.last_progress = 0.0
+        self._headers: list[tuple[bytes, bytes]] = []
+        self._reason = b""
+        self._head_bytes = 0
+        self._reset_parser = False
+
+    # --- asyncio.Protocol -----------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        exchange = self.exchange
+        if exchange is None:  # bytes nobody asked for: this connection cannot be trusted
+            self.abort()
+            return
+        self.last_progress = time.monotonic()
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError as exc:
+            self.abort()
+            exchange.on_upstream_error(UpstreamProtocolError(str(exc)))
+            return
+        except UpstreamProtocolError as exc:
+            self.abort()
+            exchange.on_upstream_error(exc)
+            return
+        if self._reset_parser:
+            self._reset_parser = False
+            self.parser = httptools.HttpResponseParser(self)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self.pool.discard(self)
+        exchange, self.exchange = self.exchange, None
+        if exchange is not None:
+            exchange.on_upstream_lost(self)
+
+    def pause_writing(self) -> None:
+        if self.exchange is not None:
+            self.exchange.pause_client_reading()
+
+    def resume_writing(self) -> None:
+        if self.exchange is not None:
+            self.exchange.resume_client_reading()
+
+    # --- llhttp callbacks -----------------------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        self._headers = []
+        self._reason = b""
+        self._head_bytes = 0
+
+    def on_status(self, reason: bytes) -> None:
+        self._reason += reason
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._head_bytes += len(name) + len(value) + 4
+        if self._head_bytes > MAX_RESPONSE_HEAD_BYTES or len(self._headers) >= MAX_RESPONSE_HEADERS:
+            raise UpstreamProtocolError("response head too large")
+        self._headers.append((name, value.rstrip(b" \t")))
+
+    def on_headers_complete(self) -> None:
+        status = self.parser.get_status_code()
+        if status < 200:
+            return  # 1xx: never forwarded (the agent answers Expect itself); the final response follows
+        exchange = self.exchange
+        assert exchange is not None
+        if exchange.on_response_head(status, self._reason, self._headers, self.parser.should_keep_alive()):
+            # No body will follow (a HEAD response): llhttp cannot be told, so start a fresh parser.
+            self._reset_parser = True
+            self._complete(self.parser.should_keep_alive())
+
+    def on_body(self, body: bytes) -> None:
+        if self.exchange is not None:
+            self.exchange.on_response_body(body)
+
+    def on_message_complete(self) -> None:
+        if self.parser.get_status_code() < 200 or self._reset_parser:
+            return
+        self._complete(self.parser.should_keep_alive())
+
+    def _complete(self, keep_alive: bool) -> None:
+        exchange, self.exchange = self.exchange, None
+        self.responses += 1
+        if exchange is not None:
+            exchange.on_response_complete(self, keep_alive)
+
+    # --- used by the exchange -------------------------------------------------------------
+
+    def start(self, exchange: Exchange, data: bytes) -> None:
+        self.exchange = exchange
+        self.last_progress = time.monotonic()
+        assert self.transport is not None
+        self.transport.write(data)
+
+    def write(self, data: bytes) -> None:
+        if self.transport is not None and not self.closed:
+            self.transport.write(data)
+
+    def pause_reading(self) -> None:
+        if self.transport is not None and not self.closed:
+            self.transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        if self.transport is not None and not self.closed:
+            self.transport.resume_reading()
+
+    def abort(self) -> None:
+        """Drop the connection now (never returned to the pool)."""
+        self.exchange = None
+        if not self.closed:
+            self.closed = True
+            self.pool.discard(self)
+            if self.transport is not None:
+                self.transport.abort()
+
+
+class PoolExhausted(Exception):
+    """No upstream connection became free in time."""
+
+
+class UpstreamPool:
+    """At most ``max_connections`` connections; idle ones kept ``idle_timeout_s``, newest first."""
+
+    def __init__(
+        self,
+        *,
+        host: str,
+        port: int,
+        unix_path: str | None,
+        max_connections: int,
+        connect_timeout_s: float,
+        idle_timeout_s: float = 4.0,
+    ) -> None:
+        self.host = host
+        self.port = port
+        self.unix_path = unix_path
+        self.max_connections = max_connections
+        self.connect_timeout_s = connect_timeout_s
+        self.idle_timeout_s = idle_timeout_s
+        self.idle: list[UpstreamConnection] = []
+        self.open: set[UpstreamConnection] = set()
+        self._connecting = 0
+        self._waiters: collections.deque[asyncio.Future[UpstreamConnection | None]] = collections.deque()
+
+    @classmethod
+    def from_url(cls, url: str, **kwargs: Any) -> UpstreamPool:
+        if url.startswith("unix:"):
+            return cls(host="localhost", port=0, unix_path=url[5:], **kwargs)
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(url)
+        return cls(host=parts.hostname or "127.0.0.1", port=parts.port or 80, unix_path=None, **kwargs)
+
+    @property
+    def size(self) -> int:
+        return len(self.open) + self._connecting
+
+    def take_idle(self) -> UpstreamConnection | None:
+        while self.idle:
+            conn = self.idle.pop()
+            if not conn.closed:
+                return conn
+        return None
+
+    async def acquire(self) -> UpstreamConnection:
+        """A fresh or freed connection; raises OSError/TimeoutError on connect, PoolExhausted."""
+        while True:
+            conn = self.take_idle()
+            if conn is not None:
+                return conn
+            if self.size < self.max_connections:
+                return await self._connect()
+            waiter: asyncio.Future[UpstreamConnection | None] = asyncio.get_running_loop().create_future()
+            self._waiters.append(waiter)
+            try:
+                async with asyncio.timeout(self.connect_timeout_s):
+                    handed = await waiter
+            except TimeoutError:
+                raise PoolExhausted from None
+            finally:
+                if not waiter.done():
+                    waiter.cancel()
+            if handed is not None:
+                return handed
+
+    async def _connect(self) -> UpstreamConnection:
+        loop = asyncio.get_running_loop()
+        self._connecting += 1
+        try:
+            async with asyncio.timeout(self.connect_timeout_s):
+                if self.unix_path:
+                    _, protocol = await loop.create_unix_connection(lambda: UpstreamConnection(self), self.unix_path)
+                else:
+                    _, protocol = await loop.create_connection(lambda: UpstreamConnection(self), self.host, self.port)
+        finally:
+            self._connecting -= 1
+        conn: UpstreamConnection = protocol
+        if conn.closed:
+            raise ConnectionResetError("upstream closed the connection at once")
+        self.open.add(conn)
+        return conn
+
+    def release(self, conn: UpstreamConnection) -> None:
+        """Give a connection whose response completed back (keep-alive)."""
+        if conn.closed:
+            return
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(conn)
+                return
+        conn.idle_since = time.monotonic()
+        self.idle.append(conn)
+
+    def discard(self, conn: UpstreamConnection) -> None:
+        if conn in self.open:
+            self.open.discard(conn)
+            if conn in self.idle:
+                self.idle.remove(conn)
+            while self._waiters:  # a slot is free: let one waiter connect
+                waiter = self._waiters.popleft()
+                if not waiter.done():
+                    waiter.set_result(None)
+                    break
+
+    def sweep(self, now: float) -> None:
+        """Close idle connections older than ``idle_timeout_s`` (before the app closes them)."""
+        if self.idle and now - self.idle[0].idle_since > self.idle_timeout_s:
+            stale = [c for c in self.idle if now - c.idle_since > self.idle_timeout_s]
+            for conn in stale:
+                self.idle.remove(conn)
+                conn.abort()
+
+    def close(self) -> None:
+        for conn in list(self.open):
+            conn.abort()
+        self.idle.clear()
+        for waiter in self._waiters:
+            if not waiter.done():
+                waiter.cancel()
+        self._waiters.clear()

@@ -25,10 +25,15 @@ _RECORD_ATTRS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None)))
 MAX_FIELD_CHARS = 2048  # keep records far below containerd's 16 KiB line split
 
 
+_last_second: list[object] = [-1, ""]
+
+
 def rfc3339(epoch_s: float) -> str:
-    """UTC, millisecond precision: ``2026-11-26T02:53:41.123Z``."""
+    """UTC, millisecond precision: ``2026-11-26T02:53:41.123Z`` (the second's prefix is cached)."""
     whole = int(epoch_s)
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole)) + f".{int((epoch_s - whole) * 1000):03d}Z"
+    if whole != _last_second[0]:
+        _last_second[:] = [whole, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole))]
+    return f"{_last_second[1]}.{int((epoch_s - whole) * 1000):03d}Z"
 
 
 def _clip(value: Any) -> Any:

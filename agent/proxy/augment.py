@@ -67,7 +67,9 @@ def augment_error_body(
         return None
     data.setdefault("error_code", ERROR_CODES.get(status, "CLIENT_ERROR" if status < 500 else "UPSTREAM_ERROR"))
     if "message" not in data:
-        data["message"] = _message_from(data.get("detail")) or ("Request failed." if status < 500 else "The upstream service failed.")
+        data["message"] = _message_from(data.get("detail")) or (
+            "Request failed." if status < 500 else "The upstream service failed."
+        )
     data["error_id"] = error_id
     data["request_id"] = request_id
     data.setdefault("timestamp", rfc3339(time.time()))

@@ -111,9 +111,9 @@ class ProxyContext:
             block = self.security_block
         else:
             block = encode_headers([(n, v) for n, v in self.security_pairs if n.lower() not in present])
-        if self.hsts_mode == "always" or (self.hsts_mode == "https" and https):
-            if present is None or self.security_override or b"strict-transport-security" not in present:
-                block += self.hsts_line
+        wants_hsts = self.hsts_mode == "always" or (self.hsts_mode == "https" and https)
+        if wants_hsts and (present is None or self.security_override or b"strict-transport-security" not in present):
+            block += self.hsts_line
         return block
 
     def local_response(

@@ -201,11 +201,11 @@ class Exchange:
         self.eof_body = not framed and not self.is_head and status not in (204, 304)
         if status >= 400:
             self.error_id = _error_id_from_upstream(headers)
-        if ctx.augment_errors and status >= 400 and not self.is_head and status not in (204, 304):
-            if status >= 500 or is_json(headers):
-                self.held = (status, reason, headers)
-                self.augmenting = []
-                return False
+        augmentable = ctx.augment_errors and status >= 400 and not self.is_head and status not in (204, 304)
+        if augmentable and (status >= 500 or is_json(headers)):
+            self.held = (status, reason, headers)
+            self.augmenting = []
+            return False
         self._send_head(status, reason, headers)
         return self.is_head
 
@@ -298,8 +298,12 @@ class Exchange:
         error_id = self.error_id or _error_id_from_upstream(headers)
         new_body = augment_error_body(status, headers, body, error_id=error_id, request_id=self.request_id)
         if new_body is None and status < 500:  # a 4xx we cannot read (encoded): pass it on as it is
-            self._send_head(status, reason, [(n, v) for n, v in headers if n.lower() not in (b"transfer-encoding", b"content-length")]
-                + [(b"Content-Length", b"%d" % len(body))])
+            self._send_head(
+                status,
+                reason,
+                [(n, v) for n, v in headers if n.lower() not in (b"transfer-encoding", b"content-length")]
+                + [(b"Content-Length", b"%d" % len(body))],
+            )
             self.bytes_sent += len(body)
             self.client.write(body)
             return
@@ -383,9 +387,7 @@ class Exchange:
             self.status = self.status if self.response_started else 499
             self._finish(aborted=True)
 
-    def fail(
-        self, status: int, error_code: str, *, extra: bytes = b"", close: bool = False, reason: str | None = None
-    ) -> None:
+    def fail(self, status: int, error_code: str, *, extra: bytes = b"", close: bool = False, reason: str | None = None) -> None:
         """Answer with the agent's JSON error (only possible before any response byte was sent)."""
         if self.done:
             return
@@ -445,7 +447,9 @@ class Exchange:
                     "bytes_sent": self.bytes_sent,
                     "client_ip": self.client.peer,
                     "user_agent": self.user_agent[:512].decode("latin-1"),
-                    "upstream_ms": round((time.perf_counter() - self.upstream_started) * 1000, 3) if self.upstream_started else None,
+                    "upstream_ms": round((time.perf_counter() - self.upstream_started) * 1000, 3)
+                    if self.upstream_started
+                    else None,
                     **({"aborted": True} if aborted else {}),
                 }
             )

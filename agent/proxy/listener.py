@@ -23,6 +23,7 @@ from agent.health.render import dumps, health_body, health_json_body, live_body,
 from agent.proxy.context import HEALTH, LIVE, READY, STARTUP, ProxyContext
 from agent.proxy.exchange import Exchange
 from agent.proxy.wire import CONTINUE_100, HOP_BY_HOP, REQUEST_REPLACED, connection_tokens, new_ids
+from agent.tracecontext import parse_traceparent
 
 log = logging.getLogger("agent.proxy")
 
@@ -60,6 +61,7 @@ class ClientConnection(asyncio.Protocol):
         self._url = b""
         self._headers: list[tuple[bytes, bytes, bytes]] = []
         self._head_bytes = 0
+        self._corked: list[bytes] | None = None
 
     # --- asyncio.Protocol -----------------------------------------------------------------
 
@@ -185,7 +187,7 @@ class ClientConnection(asyncio.Protocol):
         expect_continue = False
         connection_values: list[bytes] = []
         te_value = b""
-        for name, value, lower in self._headers:
+        for _, value, lower in self._headers:
             if lower == b"host":
                 hosts += 1
                 host = value
@@ -249,9 +251,21 @@ class ClientConnection(asyncio.Protocol):
             raw_path=url,
             request_id=request_id,
             trace_id=trace_id,
-            request_head=b"" if local else self._upstream_head(
-                method, url, host, request_id, traceparent, tracestate if trace_id and traceparent_in else None,
-                xff, xfp, xfh, connection_values, chunked_in, content_length,
+            request_head=b""
+            if local
+            else self._upstream_head(
+                method,
+                url,
+                host,
+                request_id,
+                traceparent,
+                tracestate if trace_id and traceparent_in else None,
+                xff,
+                xfp,
+                xfh,
+                connection_values,
+                chunked_in,
+                content_length,
             ),
             chunked_in=chunked_in,
             keep_alive=keep_alive and not self.ctx.draining,
@@ -376,8 +390,14 @@ class ClientConnection(asyncio.Protocol):
         response, error_id = self.ctx.error_response(exc.status, exc.code, request_id=request_id, close=True, extra=exc.extra)
         log.warning(
             "request rejected",
-            extra={"error_id": error_id, "error_code": exc.code, "status": exc.status, "reason": str(exc)[:200],
-                   "client_ip": self.peer, "request_id": request_id},
+            extra={
+                "error_id": error_id,
+                "error_code": exc.code,
+                "status": exc.status,
+                "reason": str(exc)[:200],
+                "client_ip": self.peer,
+                "request_id": request_id,
+            },
         )
         if self.current is None or self.current.done:
             self.write(response)
@@ -389,15 +409,29 @@ class ClientConnection(asyncio.Protocol):
     # --- plumbing used by exchanges --------------------------------------------------------
 
     def write(self, data: bytes) -> None:
-        if not self.closed and self.transport is not None:
+        if self._corked is not None:
+            self._corked.append(data)
+        elif not self.closed and self.transport is not None:
             self.transport.write(data)
 
+    def cork(self) -> None:
+        """Collect writes until ``uncork``: a response head and body go out in one send."""
+        if self._corked is None:
+            self._corked = []
+
+    def uncork(self) -> None:
+        corked, self._corked = self._corked, None
+        if corked and not self.closed and self.transport is not None:
+            self.transport.write(b"".join(corked) if len(corked) > 1 else corked[0])
+
     def close(self) -> None:
+        self.uncork()
         if not self.closed and self.transport is not None:
             self.closed = True
             self.transport.close()  # after the write buffer is flushed
 
     def abort(self) -> None:
+        self._corked = None
         if self.transport is not None:
             self.closed = True
             self.transport.abort()
@@ -464,17 +498,15 @@ class ClientConnection(asyncio.Protocol):
         current = self.current
         if current is not None:
             upstream = current.upstream
-            if upstream is not None and current.request_done:
-                if now - max(upstream.last_progress, self.last_progress) > limits.read_timeout_s:
-                    current.on_read_timeout()
+            waiting = upstream is not None and current.request_done
+            if waiting and now - max(upstream.last_progress, self.last_progress) > limits.read_timeout_s:  # type: ignore[union-attr]
+                current.on_read_timeout()
             return
         if self.head_started is None and self.parsing is None and now - self.idle_since > limits.keepalive_timeout_s:
             self.close()
 
 
 def _valid_trace_id(value: bytes | None) -> str | None:
-    from agent.tracecontext import parse_traceparent
-
     if value is None:
         return None
     try:

@@ -66,6 +66,8 @@ class UpstreamConnection(asyncio.Protocol):
             self.abort()
             return
         self.last_progress = time.monotonic()
+        client = exchange.client
+        client.cork()
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserError as exc:
@@ -76,6 +78,8 @@ class UpstreamConnection(asyncio.Protocol):
             self.abort()
             exchange.on_upstream_error(exc)
             return
+        finally:
+            client.uncork()
         if self._reset_parser:
             self._reset_parser = False
             self.parser = httptools.HttpResponseParser(self)

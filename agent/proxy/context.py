@@ -91,6 +91,31 @@ class ProxyContext:
         self.public_details = config.health.public_details
         self.version = __version__
         self.check_types = {c.name: c.type for c in config.checks}
+        cors = config.cors
+        self.cors_enabled = bool(cors.allowed_origins)
+        self.cors_any = "*" in cors.allowed_origins
+        self.cors_origins = frozenset(o.encode() for o in cors.allowed_origins)
+        credentials = b"Access-Control-Allow-Credentials: true\r\n" if cors.allow_credentials else b""
+        self.cors_common = credentials + (
+            b"Access-Control-Expose-Headers: %s\r\n" % ", ".join(cors.expose_headers).encode() if cors.expose_headers else b""
+        )
+        self.cors_preflight = (
+            b"Access-Control-Allow-Methods: %s\r\nAccess-Control-Allow-Headers: %s\r\nAccess-Control-Max-Age: %d\r\n"
+            % (
+                ", ".join(cors.allowed_methods).encode(),
+                ", ".join(cors.allowed_headers).encode(),
+                cors.max_age_s,
+            )
+            + credentials
+        )
+
+    def cors_lines(self, origin: bytes | None) -> bytes:
+        """CORS response headers for a request from ``origin``; empty when it is not allowed."""
+        if origin is None or not (self.cors_any or origin in self.cors_origins):
+            return b""
+        # "*" is never combined with credentials (a config error); echo the origin otherwise.
+        allow = b"*" if self.cors_any and not self.config.cors.allow_credentials else origin
+        return b"Access-Control-Allow-Origin: %s\r\nVary: Origin\r\n%s" % (allow, self.cors_common)
 
     @property
     def draining(self) -> bool:

@@ -39,6 +39,7 @@ class Exchange:
         "chunked_in",
         "chunked_out",
         "client",
+        "cors",
         "ctx",
         "done",
         "eof_body",
@@ -112,6 +113,7 @@ class Exchange:
         self.done = False
         self.began = False
         self.accept = b""
+        self.cors = b""
         self.eof_body = False
         self.error_id: str | None = None
 
@@ -254,7 +256,7 @@ class Exchange:
             framing,
             ctx.request_id_name,
             self.request_id.encode(),
-            ctx.security_lines(present, self.https),
+            ctx.security_lines(present, self.https) + (self.cors if b"access-control-allow-origin" not in present else b""),
             b"" if keep else b"Connection: close\r\n",
         )
         self.response_started = True
@@ -400,7 +402,7 @@ class Exchange:
             return
         close = close or not self.request_done or not self.keep_alive or self.ctx.draining
         response, error_id = self.ctx.error_response(
-            status, error_code, request_id=self.request_id, close=close, extra=extra, head_only=self.is_head
+            status, error_code, request_id=self.request_id, close=close, extra=extra + self.cors, head_only=self.is_head
         )
         level = logging.ERROR if status >= 500 and status != 503 else logging.WARNING
         log.log(

@@ -22,7 +22,7 @@ import httptools
 from agent.health.render import dumps, health_body, health_json_body, live_body, ready_body, startup_body
 from agent.proxy.context import HEALTH, LIVE, READY, STARTUP, ProxyContext
 from agent.proxy.exchange import Exchange
-from agent.proxy.wire import CONTINUE_100, HOP_BY_HOP, REQUEST_REPLACED, connection_tokens, new_ids
+from agent.proxy.wire import CONTINUE_100, HOP_BY_HOP, REQUEST_REPLACED, connection_tokens, new_ids, status_line
 from agent.tracecontext import parse_traceparent
 
 log = logging.getLogger("agent.proxy")
@@ -181,7 +181,8 @@ class ClientConnection(asyncio.Protocol):
         if not url.startswith(b"/") and not (method == b"OPTIONS" and url == b"*"):
             raise Reject("request target must be origin-form (/path?query)")
 
-        host = request_id_in = traceparent_in = tracestate = xff = xfp = xfh = user_agent = accept = None
+        host = request_id_in = traceparent_in = tracestate = xff = xfp = xfh = user_agent = accept = origin = None
+        preflight = False
         hosts = te_count = 0
         content_length = -1
         expect_continue = False
@@ -214,6 +215,10 @@ class ClientConnection(asyncio.Protocol):
                 user_agent = value
             elif lower == b"accept":
                 accept = value
+            elif lower == b"origin":
+                origin = value
+            elif lower == b"access-control-request-method":
+                preflight = method == b"OPTIONS"
             elif lower == b"expect":
                 expect_continue = value.lower() == b"100-continue"
         if hosts > 1 or (self.http11 and hosts == 0):
@@ -243,6 +248,9 @@ class ClientConnection(asyncio.Protocol):
         local = ctx.local_paths.get(path)
         if local is None and ctx.metrics_path is not None and path == ctx.metrics_path:
             local = "metrics"
+        cors = ctx.cors_lines(origin) if ctx.cors_enabled else b""
+        if preflight and ctx.cors_enabled:
+            local = "preflight"  # answered by the agent, never forwarded
         https = (xfp or b"").lower() == b"https" if self.trusted else False
 
         exchange = Exchange(
@@ -274,6 +282,7 @@ class ClientConnection(asyncio.Protocol):
             local=local,
         )
         exchange.accept = accept or b""
+        exchange.cors = cors
         if not has_body:
             exchange.request_done = True
         elif expect_continue and self.http11:
@@ -334,10 +343,13 @@ class ClientConnection(asyncio.Protocol):
 
     def serve_local(self, exchange: Exchange) -> None:
         ctx = self.ctx
+        kind = exchange.local
+        if kind == "preflight":
+            self._serve_preflight(exchange)
+            return
         if exchange.method not in (b"GET", b"HEAD"):
             exchange.fail(405, "METHOD_NOT_ALLOWED", extra=b"Allow: GET, HEAD\r\n")
             return
-        kind = exchange.local
         content_type = b"application/json"
         monitor = ctx.monitor
         if kind == READY:
@@ -369,12 +381,37 @@ class ClientConnection(asyncio.Protocol):
         keep = exchange.keep_alive and not ctx.draining
         exchange.keep_alive = keep
         response = ctx.local_response(
-            status, body, request_id=exchange.request_id, content_type=content_type, close=not keep, head_only=exchange.is_head
+            status,
+            body,
+            request_id=exchange.request_id,
+            content_type=content_type,
+            close=not keep,
+            head_only=exchange.is_head,
+            extra=exchange.cors,
         )
         exchange.status = status
         exchange.response_started = True
         exchange.bytes_sent = len(body)
         self.write(response)
+        exchange._finish()
+
+    def _serve_preflight(self, exchange: Exchange) -> None:
+        """CORS preflight: 204 with the allowed methods and headers when the origin is allowed."""
+        ctx = self.ctx
+        extra = exchange.cors + ctx.cors_preflight if exchange.cors else b""
+        keep = exchange.keep_alive and not ctx.draining
+        exchange.keep_alive = keep
+        head = b"%s%s: %s\r\n%s%s%s\r\n" % (
+            status_line(204),
+            ctx.request_id_name,
+            exchange.request_id.encode(),
+            extra,
+            ctx.security_lines(None, exchange.https),
+            b"" if keep else b"Connection: close\r\n",
+        )
+        exchange.status = 204
+        exchange.response_started = True
+        self.write(head)
         exchange._finish()
 
     def reject(self, exc: Reject) -> None:

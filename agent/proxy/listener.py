@@ -492,8 +492,10 @@ class ClientConnection(asyncio.Protocol):
         if exchange is not self.current:
             return
         self.current = None
-        if aborted or self.closed:
-            self.abort() if aborted else None
+        if aborted:
+            self.abort()
+            return
+        if self.closed:
             return
         if not exchange.keep_alive or "rejected" in self._paused:
             self.close()
@@ -582,8 +584,8 @@ class MainListener:
         deadline = time.monotonic() + shutdown_timeout_s
         while True:
             for conn in list(self.ctx.connections):
-                if conn.current is None and conn.parsing is None:
-                    conn.close()
+                if conn.current is None and conn.parsing is None and conn.head_started is None:
+                    conn.close()  # idle: no request has begun on it
                 elif conn.current is not None:
                     conn.current.keep_alive = False
             if not self.ctx.connections or time.monotonic() >= deadline:

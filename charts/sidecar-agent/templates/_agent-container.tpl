@@ -1,0 +1,77 @@
+{{/* The agent container: under containers, or under initContainers as a native sidecar. */}}
+{{- define "sidecar-agent.agentContainer" -}}
+{{- $cfg := include "sidecar-agent.agentConfigJson" . | fromJson -}}
+{{- $prefix := include "sidecar-agent.healthPrefix" . -}}
+{{- $dsnEnv := dig "checks" "database" "dsn_env" "DATABASE_URL" $cfg -}}
+{{- $probes := .Values.agent.probes -}}
+- name: agent
+  image: {{ include "sidecar-agent.agentImage" . }}
+  imagePullPolicy: {{ .Values.agent.image.pullPolicy }}
+  {{- if .Values.nativeSidecar }}
+  restartPolicy: Always
+  {{- end }}
+  env:
+    - name: AGENT_CONFIG
+      value: /etc/sidecar-agent/agent.toml
+    {{- if .Values.database.existingSecret }}
+    - name: {{ $dsnEnv }}
+      valueFrom:
+        secretKeyRef:
+          name: {{ .Values.database.existingSecret }}
+          key: {{ .Values.database.secretKey }}
+    {{- end }}
+    {{- with .Values.agent.env }}
+    {{- toYaml . | nindent 4 }}
+    {{- end }}
+  ports:
+    - name: http
+      containerPort: {{ .Values.agent.ports.http }}
+      protocol: TCP
+    {{- if eq (include "sidecar-agent.adminEnabled" .) "true" }}
+    - name: admin
+      containerPort: {{ .Values.agent.ports.admin }}
+      protocol: TCP
+    {{- end }}
+  # Every probe reads the agent's in-memory snapshot: a probe never reaches the database or
+  # the app, so a probe storm is not load and a hung database never makes a probe slow.
+  startupProbe:
+    httpGet:
+      {{- if .Values.nativeSidecar }}
+      # A native sidecar's startupProbe gates the app's start, and /health/startup waits for
+      # the app's own check: that would never pass. Readiness still waits for the checks.
+      path: {{ $prefix }}/live
+      {{- else }}
+      path: {{ $prefix }}/startup
+      {{- end }}
+      port: http
+    periodSeconds: {{ $probes.startup.periodSeconds }}
+    timeoutSeconds: {{ $probes.startup.timeoutSeconds }}
+    failureThreshold: {{ $probes.startup.failureThreshold }}
+  readinessProbe:
+    httpGet:
+      path: {{ $prefix }}/ready
+      port: http
+    periodSeconds: {{ $probes.readiness.periodSeconds }}
+    timeoutSeconds: {{ $probes.readiness.timeoutSeconds }}
+    failureThreshold: {{ $probes.readiness.failureThreshold }}
+    successThreshold: {{ $probes.readiness.successThreshold }}
+  livenessProbe:
+    httpGet:
+      path: {{ $prefix }}/live
+      port: http
+    periodSeconds: {{ $probes.liveness.periodSeconds }}
+    timeoutSeconds: {{ $probes.liveness.timeoutSeconds }}
+    failureThreshold: {{ $probes.liveness.failureThreshold }}
+  {{- with .Values.agent.resources }}
+  resources:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+  securityContext:
+    {{- toYaml (merge (deepCopy .Values.agent.securityContext) .Values.containerSecurityContext) | nindent 4 }}
+  volumeMounts:
+    - name: agent-config
+      mountPath: /etc/sidecar-agent
+      readOnly: true
+    - name: agent-tmp
+      mountPath: /tmp
+{{- end -}}

@@ -1,0 +1,196 @@
+{{/* Names and labels ---------------------------------------------------------------------- */}}
+
+{{- define "sidecar-agent.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "sidecar-agent.fullname" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- $name := default .Chart.Name .Values.nameOverride -}}
+{{- if contains $name .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "sidecar-agent.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "sidecar-agent.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+
+{{- define "sidecar-agent.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{ include "sidecar-agent.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end -}}
+
+{{- define "sidecar-agent.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create -}}
+{{- default (include "sidecar-agent.fullname" .) .Values.serviceAccount.name -}}
+{{- else -}}
+{{- default "default" .Values.serviceAccount.name -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "sidecar-agent.agentImage" -}}
+{{- printf "%s:%s" .Values.agent.image.repository (default .Chart.AppVersion .Values.agent.image.tag) -}}
+{{- end -}}
+
+{{- define "sidecar-agent.appImage" -}}
+{{- printf "%s:%s" .Values.app.image.repository .Values.app.image.tag -}}
+{{- end -}}
+
+{{/* The agent's configuration -------------------------------------------------------------
+The effective agent.toml as JSON: .Values.agent.config plus the listeners the chart owns
+(server.listen, admin.listen from agent.ports) and, unless set, upstream.url from app.port. */}}
+
+{{- define "sidecar-agent.agentConfigJson" -}}
+{{- $cfg := deepCopy (.Values.agent.config | default dict) -}}
+{{- range $section := list "server" "admin" "upstream" "health" -}}
+{{- if not (hasKey $cfg $section) -}}
+{{- $_ := set $cfg $section dict -}}
+{{- end -}}
+{{- end -}}
+{{- if hasKey $cfg.server "listen" -}}
+{{- fail "agent.config.server.listen is set by the chart: set agent.ports.http instead" -}}
+{{- end -}}
+{{- if hasKey $cfg.admin "listen" -}}
+{{- fail "agent.config.admin.listen is set by the chart: set agent.ports.admin instead" -}}
+{{- end -}}
+{{- $_ := set $cfg.server "listen" (printf "0.0.0.0:%d" (int .Values.agent.ports.http)) -}}
+{{- $_ := set $cfg.admin "listen" (printf "0.0.0.0:%d" (int .Values.agent.ports.admin)) -}}
+{{- if not (hasKey $cfg.upstream "url") -}}
+{{- $_ := set $cfg.upstream "url" (printf "http://127.0.0.1:%d" (int .Values.app.port)) -}}
+{{- end -}}
+{{- toJson $cfg -}}
+{{- end -}}
+
+{{/* Values read back from the effective config, with the agent's built-in defaults. */}}
+
+{{- define "sidecar-agent.adminEnabled" -}}
+{{- $cfg := include "sidecar-agent.agentConfigJson" . | fromJson -}}
+{{- if hasKey $cfg.admin "enabled" -}}{{ $cfg.admin.enabled }}{{- else -}}true{{- end -}}
+{{- end -}}
+
+{{- define "sidecar-agent.healthPrefix" -}}
+{{- $cfg := include "sidecar-agent.agentConfigJson" . | fromJson -}}
+{{- $cfg.health.path_prefix | default "/health" -}}
+{{- end -}}
+
+{{/* Where Prometheus scrapes: the admin listener's /metrics, or metrics.path on the main
+listener when the admin listener is disabled (SPEC §2). */}}
+{{- define "sidecar-agent.metricsPortName" -}}
+{{- if eq (include "sidecar-agent.adminEnabled" .) "true" -}}admin{{- else -}}http{{- end -}}
+{{- end -}}
+
+{{- define "sidecar-agent.metricsPort" -}}
+{{- if eq (include "sidecar-agent.adminEnabled" .) "true" -}}{{ int .Values.agent.ports.admin }}{{- else -}}{{ int .Values.agent.ports.http }}{{- end -}}
+{{- end -}}
+
+{{- define "sidecar-agent.metricsPath" -}}
+{{- $cfg := include "sidecar-agent.agentConfigJson" . | fromJson -}}
+{{- if eq (include "sidecar-agent.adminEnabled" .) "true" -}}/metrics{{- else -}}{{ dig "metrics" "path" "/metrics" $cfg }}{{- end -}}
+{{- end -}}
+
+{{/* Shutdown budget -------------------------------------------------------------------------
+Kubernetes counts preStop hooks inside terminationGracePeriodSeconds and SIGKILLs whatever is
+still running when it ends. Worst case (native sidecar: the app's preStop runs first, the
+agent's drain only after the app has exited) the pod needs
+  app.preStopSleepSeconds + server.drain_delay_s + server.shutdown_timeout_s
+so the grace period must be longer than that sum. */}}
+
+{{- define "sidecar-agent.checkShutdownBudget" -}}
+{{- $cfg := include "sidecar-agent.agentConfigJson" . | fromJson -}}
+{{- $drain := 5.0 -}}
+{{- if hasKey $cfg.server "drain_delay_s" -}}{{- $drain = $cfg.server.drain_delay_s -}}{{- end -}}
+{{- $shutdown := 25.0 -}}
+{{- if hasKey $cfg.server "shutdown_timeout_s" -}}{{- $shutdown = $cfg.server.shutdown_timeout_s -}}{{- end -}}
+{{- $preStop := .Values.app.preStopSleepSeconds | default 0 -}}
+{{- $needed := addf $preStop $drain $shutdown -}}
+{{- if le (float64 .Values.terminationGracePeriodSeconds) $needed -}}
+{{- fail (printf "terminationGracePeriodSeconds (%v) must be greater than app.preStopSleepSeconds (%v) + agent.config.server.drain_delay_s (%v) + agent.config.server.shutdown_timeout_s (%v) = %v, or the kubelet kills the pod before the agent's drain ends" .Values.terminationGracePeriodSeconds $preStop $drain $shutdown $needed) -}}
+{{- end -}}
+{{- range .Values.agent.env -}}
+{{- if has .name (list "AGENT_SERVER_DRAIN_DELAY_S" "AGENT_SERVER_SHUTDOWN_TIMEOUT_S" "AGENT_SERVER_LISTEN" "AGENT_ADMIN_LISTEN" "AGENT_ADMIN_ENABLED" "AGENT_HEALTH_PATH_PREFIX" "AGENT_CONFIG") -}}
+{{- fail (printf "agent.env: %s would hide a setting the chart reads; set it under agent.config (or agent.ports) instead" .name) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Secrets stay in Secrets: agent.toml lands in a ConfigMap, readable by anyone who can read
+the namespace's ConfigMaps. A database check needs a DSN: the agent exits 2 at start without one. */}}
+{{- define "sidecar-agent.checkSecrets" -}}
+{{- $cfg := include "sidecar-agent.agentConfigJson" . | fromJson -}}
+{{- if $cfg.admin.token -}}
+{{- fail "agent.config.admin.token would be stored in a ConfigMap: put the token in a Secret and add AGENT_ADMIN_TOKEN to agent.env with valueFrom.secretKeyRef (the environment overrides admin.token)" -}}
+{{- end -}}
+{{- range $name, $check := (dig "checks" dict $cfg) -}}
+{{- if and (kindIs "map" $check) $check.dsn -}}
+{{- fail (printf "agent.config.checks.%s.dsn would be stored in a ConfigMap: use database.existingSecret (the agent reads the DSN from the environment variable named by dsn_env)" $name) -}}
+{{- end -}}
+{{- end -}}
+{{- $db := dig "checks" "database" dict $cfg -}}
+{{- if and $db (ne (toString (dig "enabled" true $db)) "false") (not .Values.database.existingSecret) -}}
+{{- fail "agent.config.checks.database is configured but has no DSN: set database.existingSecret (a Secret holding the DSN), or remove the checks.database table" -}}
+{{- end -}}
+{{- end -}}
+
+{{/* TOML rendering ---------------------------------------------------------------------------
+Helm's toToml writes every YAML number as a float (2 -> 2.0, 1000000 -> 1e+06), which the
+agent rejects for integer keys. The agent accepts integers for float keys, so whole numbers are
+written as integers and everything else as-is. Strings go through toRawJson: its escapes are valid
+TOML basic-string escapes. */}}
+
+{{- define "sidecar-agent.toml" -}}
+{{- include "sidecar-agent.toml.table" (dict "path" "" "table" .) -}}
+{{- end -}}
+
+{{- define "sidecar-agent.toml.key" -}}
+{{- if regexMatch "^[A-Za-z0-9_-]+$" . -}}{{ . }}{{- else -}}{{ toRawJson . }}{{- end -}}
+{{- end -}}
+
+{{- define "sidecar-agent.toml.value" -}}
+{{- if kindIs "string" . -}}
+{{- toRawJson . -}}
+{{- else if kindIs "bool" . -}}
+{{- . -}}
+{{- else if kindIs "float64" . -}}
+{{- if eq (floor .) . -}}{{ int64 . }}{{- else -}}{{ . }}{{- end -}}
+{{- else if or (kindIs "int" .) (kindIs "int64" .) -}}
+{{- . -}}
+{{- else if kindIs "slice" . -}}
+[{{- range $i, $item := . -}}{{ if $i }}, {{ end }}{{ include "sidecar-agent.toml.value" $item }}{{- end -}}]
+{{- else -}}
+{{- fail (printf "agent.config: cannot write a %s value to TOML" (kindOf .)) -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "sidecar-agent.toml.table" -}}
+{{- $path := .path -}}
+{{- $scalars := dict -}}
+{{- $tables := dict -}}
+{{- range $key, $value := .table -}}
+{{- if kindIs "map" $value -}}
+{{- $_ := set $tables $key $value -}}
+{{- else if not (kindIs "invalid" $value) -}}
+{{- $_ := set $scalars $key $value -}}
+{{- end -}}
+{{- end -}}
+{{- if and $path (or $scalars (not $tables)) }}
+
+[{{ $path }}]
+{{- end -}}
+{{- range $key, $value := $scalars }}
+{{ include "sidecar-agent.toml.key" $key }} = {{ include "sidecar-agent.toml.value" $value }}
+{{- end -}}
+{{- range $key, $value := $tables -}}
+{{- $child := include "sidecar-agent.toml.key" $key -}}
+{{- if $path -}}{{- $child = printf "%s.%s" $path $child -}}{{- end -}}
+{{- include "sidecar-agent.toml.table" (dict "path" $child "table" $value) -}}
+{{- end -}}
+{{- end -}}

@@ -1,0 +1,158 @@
+"""The Dockerfile, read and run natively (no Docker engine here): what the image would do."""
+
+from __future__ import annotations
+
+import re
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.ship.support import ROOT, Instruction, Stage, check_config, console_script_env, parse_dockerfile
+from tests.support.agent import to_toml
+from tests.support.net import free_port
+
+DOCKERFILE = ROOT / "Dockerfile"
+IMAGE_CONFIG_PATH = "/etc/sidecar-agent/agent.toml"
+
+
+@pytest.fixture(scope="module")
+def final() -> Stage:
+    _, stages = parse_dockerfile(DOCKERFILE)
+    return stages[-1]
+
+
+def test_bases_are_slim_python_3_11_or_newer():
+    args, stages = parse_dockerfile(DOCKERFILE)
+    assert len(stages) == 2, "a build stage and a runtime stage"
+    for stage in stages:
+        base = re.sub(r"\$\{(\w+)\}", lambda m: args[m.group(1)], stage.base)
+        match = re.fullmatch(r"python:(\d+)\.(\d+)-slim(-\w+)?", base)
+        assert match, base
+        assert (int(match.group(1)), int(match.group(2))) >= (3, 11)
+    assert stages[0].base == stages[1].base, "the virtualenv's python symlinks need the same base"
+
+
+def test_runs_as_a_numeric_non_root_user(final: Stage):
+    user = final.last("USER")
+    assert user is not None
+    uid, _, gid = user.args.partition(":")
+    # Numeric, so the kubelet can enforce runAsNonRoot without the image's passwd file.
+    assert uid.isdigit() and int(uid) > 0
+    assert not gid or (gid.isdigit() and int(gid) > 0)
+    # Nothing after USER switches back to root.
+    assert final.instructions.index(user) > max(final.instructions.index(i) for i in final.all("RUN"))
+
+
+def test_final_stage_installs_no_compiler_or_curl(final: Stage):
+    text = " ".join(i.args for i in final.instructions if i.keyword in ("RUN", "COPY", "ADD"))
+    for tool in ("curl", "wget", "gcc", "g++", "build-essential", "make", "apt-get install", "pip install"):
+        assert tool not in text, tool
+    assert not final.all("ADD"), "COPY only: ADD can fetch URLs and unpack archives"
+    copies = [i.args for i in final.all("COPY")]
+    assert any(c.startswith("--from=build /opt/sidecar-agent ") for c in copies)
+
+
+def test_entrypoint_cmd_and_healthcheck_use_exec_form(final: Stage):
+    entrypoint, cmd, healthcheck = final.last("ENTRYPOINT"), final.last("CMD"), final.last("HEALTHCHECK")
+    assert entrypoint and cmd and healthcheck
+    # Exec form: the agent is PID 1 and gets SIGTERM itself (a shell would swallow it).
+    assert entrypoint.exec_form == ["sidecar-agent"]
+    assert cmd.exec_form == ["run"]
+    health_argv = healthcheck_argv(final)
+    assert health_argv[:3] == ["sidecar-agent", "probe", "live"], "liveness: a database outage must not mark it unhealthy"
+    assert "curl" not in healthcheck.args
+    assert final.last("STOPSIGNAL").args == "SIGTERM"  # type: ignore[union-attr]
+
+
+def test_exposes_both_listeners_and_documents_the_config_path(final: Stage):
+    exposed = {port for i in final.all("EXPOSE") for port in i.args.split()}
+    assert exposed == {"8000", "9464"}
+    env = final.env()
+    assert env["AGENT_CONFIG"] == IMAGE_CONFIG_PATH
+    assert env["PATH"].startswith("/opt/sidecar-agent/bin:")
+    copies = [i.args.split() for i in final.all("COPY")]
+    assert ["deploy/docker/agent.toml", IMAGE_CONFIG_PATH] in copies
+
+
+def test_dockerignore_lets_through_exactly_what_the_build_copies():
+    _, stages = parse_dockerfile(DOCKERFILE)
+    sources = []
+    for stage in stages:
+        for instruction in stage.all("COPY"):
+            parts = instruction.args.split()
+            if not parts[0].startswith("--from="):
+                sources.extend(parts[:-1])
+    ignore = (ROOT / ".dockerignore").read_text().splitlines()
+    allowed = {line[1:].rstrip("/") for line in ignore if line.startswith("!")}
+    assert "*" in ignore, "allow-list style: everything else stays out of the build context"
+    assert {s.rstrip("/") for s in sources} <= allowed
+    assert all((ROOT / s).exists() for s in sources)
+
+
+def test_baked_default_config_is_valid(tmp_path: Path):
+    effective = check_config((ROOT / "deploy/docker/agent.toml").read_text(), tmp_path)
+    assert effective["server"]["listen"] == "0.0.0.0:8000"
+    assert effective["admin"]["listen"] == "0.0.0.0:9464"
+    assert set(effective["checks"]) == {"upstream", "disk"}
+    with_db = check_config(
+        (ROOT / "deploy/docker/agent.toml").read_text(), tmp_path, {"DATABASE_URL": "postgresql://u:p@db:5432/app"}
+    )
+    assert with_db["checks"]["database"]["type"] == "postgres"
+
+
+def healthcheck_argv(final: Stage) -> list[str]:
+    healthcheck = final.last("HEALTHCHECK")
+    assert healthcheck is not None
+    options, sep, command = healthcheck.args.partition("CMD ")
+    assert sep and all(o.startswith("--") for o in options.split()), healthcheck.args
+    argv = Instruction("CMD", command).exec_form
+    assert argv is not None, f"HEALTHCHECK must use the exec form: {command!r}"
+    return argv
+
+
+def test_image_command_serves_and_healthcheck_passes_then_sigterm_exits_0(final: Stage, tmp_path: Path):
+    """ENTRYPOINT + CMD run with the image's ENV, the config at $AGENT_CONFIG; HEALTHCHECK passes."""
+    run_argv = final.last("ENTRYPOINT").exec_form + final.last("CMD").exec_form  # type: ignore[operator,union-attr]
+    health_argv = healthcheck_argv(final)
+
+    config = tmp_path / "agent.toml"
+    config.write_text(
+        to_toml(
+            {
+                "server": {"listen": f"127.0.0.1:{free_port()}", "drain_delay_s": 0.2, "shutdown_timeout_s": 2.0},
+                "admin": {"listen": f"127.0.0.1:{free_port()}"},
+                "health": {"interval_s": 0.5},
+            }
+        )
+    )
+    env = console_script_env(tmp_path)
+    env.update({k: v for k, v in final.env().items() if k != "PATH"})
+    env["AGENT_CONFIG"] = str(config)  # where a volume or ConfigMap would put the file
+
+    def healthcheck() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(health_argv, env=env, capture_output=True, text=True, timeout=10, cwd=tmp_path)
+
+    assert healthcheck().returncode == 1, "nothing is running yet: the healthcheck must fail"
+    log = (tmp_path / "agent.log").open("w")
+    process = subprocess.Popen(run_argv, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path)
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            assert process.poll() is None, (tmp_path / "agent.log").read_text()
+            result = healthcheck()
+            if result.returncode == 0 or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        assert result.returncode == 0, result.stderr
+        assert "alive" in result.stdout
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=15) == 0, (tmp_path / "agent.log").read_text()
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        log.close()
+    assert '"agent stopped"' in (tmp_path / "agent.log").read_text()

@@ -1,0 +1,174 @@
+"""The docs name only things that exist: commands, config keys, AGENT_* variables, chart values;
+and their TOML, YAML and Kubernetes examples are accepted by the agent, the chart and the
+Kubernetes schemas. (tests/test_docs.py covers agent.toml.example and the README's commands.)"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import shlex
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import kubernetes_validate
+import pytest
+import yaml
+
+from agent.cli import _parser
+from agent.config import CHECK_TYPES, DEFAULT_CHECKS, SECTIONS, CommonCheckKeys, ConfigError, build_config, load_config
+from tests.ship.support import CHART, KUBERNETES_VERSION, ROOT, render
+
+DOCS = sorted((ROOT / "docs").glob("*.md"))
+CHART_README = CHART / "README.md"
+SHIPPING_DOCS = [*DOCS, CHART_README]
+ALL_DOCS = [*SHIPPING_DOCS, ROOT / "README.md"]
+EMPTY_CONFIG = ROOT / "deploy" / "docker" / "agent.toml"
+FILE_SUFFIXES = {"toml", "yaml", "yml", "json", "md", "txt", "py", "sock", "example", "tpl", "io", "com"}
+
+SECTION_KEYS = {name: {f.name for f in dataclasses.fields(cls) if f.metadata} for name, cls in SECTIONS.items()}
+CHECK_KEYS = {f.name for cls in (CommonCheckKeys, *CHECK_TYPES.values()) for f in dataclasses.fields(cls) if f.metadata}
+VALUES = yaml.safe_load((CHART / "values.yaml").read_text())
+
+
+def fenced_blocks(text: str) -> list[tuple[str, str]]:
+    """(language, body) of every fenced code block."""
+    return [(m.group(1), m.group(2)) for m in re.finditer(r"^ *```(\w*)\n(.*?)^ *```", text, re.MULTILINE | re.DOTALL)]
+
+
+def code_spans(text: str) -> list[str]:
+    without_blocks = re.sub(r"^ *```.*?^ *```", "", text, flags=re.MULTILINE | re.DOTALL)
+    return re.findall(r"`([^`\n]+)`", without_blocks)
+
+
+def shell_commands(body: str) -> list[list[str]]:
+    """``sidecar-agent ...`` invocations in a shell block, continuation lines joined."""
+    found = []
+    for line in body.replace("\\\n", " ").splitlines():
+        line = line.split(" #", 1)[0]
+        for segment in re.split(r"&&|\|\||\||;", line):
+            words = shlex.split(segment)
+            for i, word in enumerate(words):
+                if word == "sidecar-agent" or word.endswith("/bin/sidecar-agent"):
+                    found.append(words[i + 1 :])
+                    break
+    return found
+
+
+def test_the_docs_exist_and_link_each_other():
+    names = {p.name for p in DOCS}
+    assert {"PRODUCTION.md", "DEPLOYMENT.md"} <= names
+    assert "DEPLOYMENT.md" in (ROOT / "docs" / "PRODUCTION.md").read_text()
+    assert "PRODUCTION.md" in (ROOT / "docs" / "DEPLOYMENT.md").read_text()
+
+
+@pytest.mark.parametrize("path", ALL_DOCS, ids=lambda p: str(p.relative_to(ROOT)))
+def test_commands_shown_exist(path: Path):
+    text = path.read_text()
+    commands = set(_parser()._subparsers._group_actions[0].choices)  # type: ignore[union-attr]
+    for span in code_spans(text):
+        for name in re.findall(r"(?<![\w/.-])sidecar-agent (\w[\w-]*)", span):
+            assert name in commands, f"{path.name}: `{span}`"
+    for language, body in fenced_blocks(text):
+        if language not in ("sh", "bash", "console", "ini", ""):
+            continue
+        for argv in shell_commands(body):
+            if not argv:
+                continue
+            if path.name == "README.md" and argv[0] not in commands:
+                continue  # the README shows placeholders in prose tables, checked by tests/test_docs.py
+            try:
+                _parser().parse_args(argv)
+            except SystemExit:
+                pytest.fail(f"{path.name}: `sidecar-agent {' '.join(argv)}` is not a valid command line")
+
+
+def agent_variables(text: str) -> set[str]:
+    return set(re.findall(r"\bAGENT_[A-Z0-9_]+", text))
+
+
+@pytest.mark.parametrize("path", SHIPPING_DOCS, ids=lambda p: str(p.relative_to(ROOT)))
+def test_agent_variables_name_real_keys(path: Path):
+    for name in sorted(agent_variables(path.read_text()) - {"AGENT_CONFIG"}):
+        rest = name[len("AGENT_") :].lower()
+        assert any(rest.startswith(section + "_") for section in [*SECTIONS, "checks"]), f"{name}: no such section"
+        try:
+            load_config(EMPTY_CONFIG, {name: "1"})
+        except ConfigError as exc:
+            assert "unknown key" not in str(exc), f"{path.name}: {name}: {exc}"
+
+
+def config_key_exists(parts: list[str]) -> bool:
+    if parts == ["checks"]:
+        return True
+    if parts[0] == "checks":
+        # checks.NAME.key, or checks.NAME for a built-in check's table
+        return (len(parts) == 3 and parts[2] in CHECK_KEYS) or (len(parts) == 2 and parts[1] in DEFAULT_CHECKS)
+    if parts[0] not in SECTION_KEYS or len(parts) > 2:
+        return False
+    if len(parts) == 1:
+        return True  # a whole section
+    return parts[1] in SECTION_KEYS[parts[0]] or parts[0] == "security_headers"
+
+
+def values_key_exists(parts: list[str]) -> bool:
+    node: Any = VALUES
+    for i, part in enumerate(parts):
+        if parts[: i + 1] == ["agent", "config"]:
+            return i + 1 == len(parts) or config_key_exists(parts[i + 1 :])
+        if not isinstance(node, dict) or part not in node:
+            return False
+        node = node[part]
+    return True
+
+
+@pytest.mark.parametrize("path", ALL_DOCS, ids=lambda p: str(p.relative_to(ROOT)))
+def test_dotted_keys_exist(path: Path):
+    """`server.drain_delay_s` is an agent config key; `agent.config.server.drain_delay_s`,
+    `serviceMonitor.enabled` are chart values. Either must exist."""
+    checked = 0
+    for span in code_spans(path.read_text()):
+        key = span.split("=", 1)[0].strip()
+        if not re.fullmatch(r"[A-Za-z_][\w-]*(\.[A-Za-z_][\w-]*)+", key):
+            continue
+        parts = key.split(".")
+        if parts[-1] in FILE_SUFFIXES or parts[0] not in {*SECTION_KEYS, "checks", *VALUES}:
+            continue
+        checked += 1
+        assert config_key_exists(parts) or values_key_exists(parts), f"{path.name}: `{span}` names no key"
+    if path.parent.name == "docs":
+        assert checked > 5
+
+
+@pytest.mark.parametrize("path", SHIPPING_DOCS, ids=lambda p: str(p.relative_to(ROOT)))
+def test_toml_examples_are_valid_config(path: Path):
+    for language, body in fenced_blocks(path.read_text()):
+        if language == "toml":
+            build_config(tomllib.loads(body), {"DATABASE_URL": "postgresql://u:p@db:5432/app"}, "docs")
+
+
+@pytest.mark.parametrize("path", SHIPPING_DOCS, ids=lambda p: str(p.relative_to(ROOT)))
+def test_yaml_examples_are_valid(path: Path):
+    """Kubernetes objects validate against the schemas; chart values files render."""
+    for language, body in fenced_blocks(path.read_text()):
+        if language != "yaml":
+            continue
+        doc = yaml.safe_load(body)
+        if not isinstance(doc, dict):
+            continue
+        if "apiVersion" in doc and "kind" in doc:
+            kubernetes_validate.validate(doc, KUBERNETES_VERSION, strict=True)
+        elif "values" in body.splitlines()[0] or {"app", "agent"} & set(doc):
+            assert set(doc) <= set(VALUES), f"{path.name}: not chart values: {sorted(set(doc) - set(VALUES))}"
+            assert render(doc), path.name  # the schema and the templates accept it
+
+
+def test_production_checklist_covers_the_seed():
+    text = (ROOT / "docs" / "PRODUCTION.md").read_text()
+    checklist = text[text.index("## Deployment checklist") :]
+    items = re.findall(r"^- \[ \] (.+(?:\n {6}.+)*)", checklist, re.MULTILINE)
+    assert len(items) >= 11
+    # The seed's items, each restated for the agent.
+    for topic in ("check-config", "./scripts/test.sh", "/health/ready", "JSON", "error_id", "Security headers",
+                  "INFO", "cors.allowed_origins", "database URL", "pools", "alert"):  # fmt: skip
+        assert any(topic in item for item in items), topic

@@ -38,7 +38,8 @@ def fenced_blocks(text: str) -> list[tuple[str, str]]:
 
 def code_spans(text: str) -> list[str]:
     without_blocks = re.sub(r"^ *```.*?^ *```", "", text, flags=re.MULTILINE | re.DOTALL)
-    return re.findall(r"`([^`\n]+)`", without_blocks)
+    # Inside a Markdown table a literal pipe is written "\|".
+    return [span.replace("\\|", "|") for span in re.findall(r"`([^`\n]+)`", without_blocks)]
 
 
 def shell_commands(body: str) -> list[list[str]]:

@@ -473,6 +473,9 @@ def _validate_cross_section(sections: Mapping[str, Any]) -> None:
     url = sections["upstream"].url
     if not (_is_http_url(url) or url.startswith("unix:/")):
         raise ConfigError("upstream.url", f'must be "http://host:port" or "unix:/path", got {url!r}')
+    for i, template in enumerate(sections["metrics"].routes):
+        if not template.startswith("/") or any(c in template for c in " ?#"):
+            raise ConfigError(f"metrics.routes[{i}]", f'must be a path template like "/api/v1/plans/{{id}}", got {template!r}')
     prefix = sections["health"].path_prefix
     if not prefix.startswith("/") or prefix.endswith("/") or " " in prefix:
         raise ConfigError("health.path_prefix", f'must start with "/" and not end with one, got {prefix!r}')

@@ -28,11 +28,10 @@ from typing import Any
 from aiohttp import web
 
 from agent import __version__
-from agent.app import create_admin_app, create_monitor
+from agent.app import create_admin_app, create_main, create_metrics, create_monitor
 from agent.config import AgentConfig, parse_listen
 from agent.health.monitor import Monitor
 from agent.proxy.listener import MainListener
-from agent.proxy.main import create_main_listener
 
 log = logging.getLogger("agent.server")
 
@@ -83,7 +82,8 @@ class Server:
 
     async def startup(self) -> None:
         require_c_http_parser()
-        self._main = create_main_listener(self.config, self.monitor)
+        registry, http_metrics = create_metrics(self.config, self.monitor)
+        self._main = create_main(self.config, self.monitor, registry, http_metrics)
         host, port = parse_listen(self.config.server.listen)
         try:
             self.addresses["main"] = await self._main.start(host, port)
@@ -91,7 +91,7 @@ class Server:
             self._main = None
             raise StartupError(f"main listener {self.config.server.listen}: {exc.strerror or exc}") from None
         if self.config.admin.enabled:
-            admin_app = create_admin_app(self.config, self.monitor)
+            admin_app = create_admin_app(self.config, self.monitor, registry)
             await self._listen("admin", admin_app, self.config.admin.listen, ADMIN_SHUTDOWN_TIMEOUT_S)
         self.monitor.start()
         log.info(

@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Runs the whole test suite on a Debian machine with Python >= 3.11.
-# Installs what the tests need when it is missing: the PostgreSQL server and HAProxy (Debian
-# packages, needs root or sudo), and the project with its test dependencies in ./.venv.
+# Installs what the tests need when it is missing: the PostgreSQL server, HAProxy and Prometheus
+# with promtool (Debian packages, needs root or sudo), and the project with its test dependencies in ./.venv.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need_apt=()
 compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || need_apt+=(postgresql)
 command -v haproxy >/dev/null || need_apt+=(haproxy)
+{ command -v prometheus && command -v promtool; } >/dev/null || need_apt+=(prometheus)
 command -v runuser >/dev/null || need_apt+=(util-linux)
 python3 -c 'import ensurepip, venv' 2>/dev/null || need_apt+=(python3-venv)
 if [ ${#need_apt[@]} -gt 0 ]; then

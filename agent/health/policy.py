@@ -31,6 +31,8 @@ class CheckState:
     consecutive_successes: int = 0
     has_passed: bool = False  # latched: has this check ever been pass or warn
     runs: int = 0
+    runs_by_result: tuple[int, int, int] = (0, 0, 0)  # runs whose own result was pass, warn, fail
+    last_success_at: float | None = None  # wall-clock time of the latest run that passed or warned
 
     @property
     def is_up(self) -> bool:
@@ -75,7 +77,18 @@ def apply_result(
         consecutive_successes=successes,
         has_passed=state.has_passed or status is not Status.FAIL,
         runs=state.runs + 1,
+        runs_by_result=_count(state.runs_by_result, result.status),
+        last_success_at=state.last_success_at if result.status is Status.FAIL else now,
     )
+
+
+_RESULT_INDEX = {Status.PASS: 0, Status.WARN: 1, Status.FAIL: 2}
+
+
+def _count(counts: tuple[int, int, int], status: Status) -> tuple[int, int, int]:
+    passes, warns, fails = counts
+    index = _RESULT_INDEX[status]
+    return (passes + (index == 0), warns + (index == 1), fails + (index == 2))
 
 
 def overall_status(states: Iterable[CheckState], exclude: frozenset[str] = frozenset()) -> Status:

@@ -22,7 +22,7 @@ def _body_bytes(response: web.StreamResponse | None) -> int:
     return response.content_length if response.content_length is not None else response.body_length
 
 
-def make_access_log_middleware(skip_paths: Iterable[str], *, upstream_ms_key: web.RequestKey[float]) -> Middleware:
+def make_access_log_middleware(skip_paths: Iterable[str], *, upstream_ms_key: web.RequestKey[float] | None = None) -> Middleware:
     skip = frozenset(skip_paths)
 
     @web.middleware
@@ -40,7 +40,7 @@ def make_access_log_middleware(skip_paths: Iterable[str], *, upstream_ms_key: we
             status = exc.status
             raise
         finally:
-            upstream_ms = request.get(upstream_ms_key)
+            upstream_ms = request.get(upstream_ms_key) if upstream_ms_key is not None else None
             log.info(
                 "request completed",
                 extra={

@@ -10,7 +10,7 @@ import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 
@@ -27,14 +27,25 @@ from agent.proxy.wire import encode_headers, status_line
 HEALTH, LIVE, READY, STARTUP = "health", "live", "ready", "startup"
 
 
-class HttpMetricsHook:
-    """What the main listener reports per request; the metrics package provides the real one."""
+class HttpMetricsHook(Protocol):
+    """What the main listener reports per request (``agent.metrics.HttpMetrics``)."""
 
     def start(self) -> None: ...
 
     def observe(self, method: str, raw_path: str, status: int, duration_s: float) -> None: ...
 
     def upstream_error(self, reason: str) -> None: ...
+
+
+class NoMetrics:
+    def start(self) -> None:
+        pass
+
+    def observe(self, method: str, raw_path: str, status: int, duration_s: float) -> None:
+        pass
+
+    def upstream_error(self, reason: str) -> None:
+        pass
 
 
 @dataclass
@@ -58,7 +69,7 @@ class ProxyContext:
     pool: UpstreamPool
     access_log: AccessLog
     limits: ProxyLimits
-    metrics: HttpMetricsHook = field(default_factory=HttpMetricsHook)
+    metrics: HttpMetricsHook = field(default_factory=NoMetrics)
     metrics_page: Callable[[bytes], tuple[bytes, bytes]] | None = None  # accept -> (content type, body)
     in_flight: int = 0
     connections: set[Any] = field(default_factory=set)

@@ -125,6 +125,7 @@ class Exchange:
             return
         self.began = True
         ctx = self.ctx
+        ctx.metrics.start()  # every request the main listener answers is counted, probes included
         if self.local is not None:
             self.client.serve_local(self)
             return
@@ -132,7 +133,6 @@ class Exchange:
             self.fail(503, "OVERLOADED", extra=b"Retry-After: 1\r\n", close=not self.request_done)
             return
         ctx.in_flight += 1
-        ctx.metrics.start()
         self.upstream_started = time.perf_counter()
         conn = ctx.pool.take_idle()
         if conn is not None:
@@ -433,8 +433,9 @@ class Exchange:
         self.done = True
         ctx = self.ctx
         duration = time.perf_counter() - self.started
-        if self.local is None and self.upstream_started:
+        if self.upstream_started:
             ctx.in_flight -= 1
+        if self.began:
             ctx.metrics.observe(self.method.decode("latin-1"), self.path.decode("latin-1"), self.status, duration)
         if ctx.access_log.enabled and self.path not in ctx.skip_log_paths:
             ctx.access_log.write(

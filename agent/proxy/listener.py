@@ -425,6 +425,8 @@ class ClientConnection(asyncio.Protocol):
             return
         request_id = new_ids()[0]
         response, error_id = self.ctx.error_response(exc.status, exc.code, request_id=request_id, close=True, extra=exc.extra)
+        self.ctx.metrics.start()
+        self.ctx.metrics.observe("OTHER", "", exc.status, 0.0)  # unparsed: no trustworthy method or path
         log.warning(
             "request rejected",
             extra={

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from agent.config import AgentConfig
 from agent.health.monitor import Monitor
 from agent.proxy.access_log import AccessLog
-from agent.proxy.context import HttpMetricsHook, ProxyContext, ProxyLimits
+from agent.proxy.context import HttpMetricsHook, NoMetrics, ProxyContext, ProxyLimits
 from agent.proxy.listener import MainListener
 from agent.proxy.upstream import UpstreamPool
 
@@ -47,7 +47,7 @@ def create_main_listener(
         pool=pool,
         access_log=access_log,
         limits=limits,
-        metrics=metrics or HttpMetricsHook(),
+        metrics=metrics or NoMetrics(),
         metrics_page=metrics_page,
     )
     logging.getLogger("agent.proxy").debug("main listener configured", extra={"upstream": upstream.url})

@@ -6,7 +6,9 @@ import asyncio
 
 import pytest
 
-from agent.app import create_admin_app, create_main_app
+from contextlib import AsyncExitStack
+
+from tests.support.inprocess import in_process_agent
 from agent.checks.base import CheckResult, Status, failed, passed
 from agent.config import build_config
 from agent.health.monitor import Monitor, ScheduledCheck
@@ -51,23 +53,19 @@ def results():
 
 @pytest.fixture
 async def clients(aiohttp_client, results):
-    async def make(**overrides):
-        config = make_config(**overrides)
-        monitor = make_monitor(config, results)
-        monitor.start()
-        main = await aiohttp_client(create_main_app(config, monitor))
-        admin = await aiohttp_client(create_admin_app(config, monitor))
-        for _ in range(100):
-            if monitor.snapshot.started and all(c.runs for c in monitor.snapshot.checks):
-                break
-            await asyncio.sleep(0.01)
-        made.append(monitor)
-        return main, admin, monitor
+    async with AsyncExitStack() as stack:
 
-    made: list[Monitor] = []
-    yield make
-    for monitor in made:
-        await monitor.stop()
+        async def make(**overrides):
+            config = make_config(**overrides)
+            monitor = make_monitor(config, results)
+            running = await stack.enter_async_context(in_process_agent(config, aiohttp_client, monitor=monitor, start_monitor=True))
+            for _ in range(100):
+                if monitor.snapshot.started and all(c.runs for c in monitor.snapshot.checks):
+                    break
+                await asyncio.sleep(0.01)
+            return running.main, running.admin, monitor
+
+        yield make
 
 
 async def test_probe_bodies_and_headers(clients):

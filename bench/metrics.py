@@ -6,17 +6,13 @@ Everything runs in this process, without sockets, so the numbers are the metrics
 
 * ``observe()``: ``start()`` + ``observe()`` for a request whose label children exist already
   (the steady state), and for a new path (route folding on a cache miss).
-* middleware on vs off: one request through the stop-gap metrics middleware vs straight to the
-  same handler (``aiohttp.test_utils.make_mocked_request``); the difference is what metrics add to
-  a request on the main listener.
 * scrape: ``--routes`` distinct routes, each seen as ``GET 200``, ``GET 404``, ``GET 500`` and
   ``POST 201`` (so 2 histograms and 4 counters per route), plus three checks in the health
   collector; time to render the text format, OpenMetrics, and text + gzip, the series count and
-  the body size. Rendering is synchronous, on the event loop, so the scrape time is also how long
-  a scrape stalls the loop.
+  the body size.
 * loop stall: the worst lateness of a 1 ms asyncio timer while one OpenMetrics scrape renders on
-  the loop (what the handler does), and, for comparison, while it renders in a worker thread
-  (``asyncio.to_thread``), where the loop only waits for the GIL (switch interval 5 ms).
+  the loop (what the main-listener fallback does), and while it renders in a worker thread
+  (``asyncio.to_thread``, what the admin listener does), where the loop only waits for the GIL.
 
 Prints a table and, as the last line, one JSON object with every number (medians of ``--repeat``).
 """
@@ -36,13 +32,11 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-from aiohttp import web  # noqa: E402
-from aiohttp.test_utils import make_mocked_request  # noqa: E402
 
 from agent.checks.base import failed, passed  # noqa: E402
 from agent.config import build_config  # noqa: E402
 from agent.health.monitor import Monitor, ScheduledCheck  # noqa: E402
-from agent.metrics import create_registry, make_http_metrics_middleware  # noqa: E402
+from agent.metrics import create_registry  # noqa: E402
 from agent.metrics.handler import render  # noqa: E402
 from agent.secrets import Redactor  # noqa: E402
 
@@ -100,27 +94,6 @@ def bench_observe(config: Any, monitor: Monitor, n: int) -> tuple[float, float]:
         http.observe("GET", f"/api/v1/plans/{next(counter)}", 200, 0.012)
 
     return per_call_us(steady, n), per_call_us(new_path, n // 10)
-
-
-async def bench_middleware(config: Any, monitor: Monitor, n: int) -> tuple[float, float]:
-    _, http = create_registry(config, monitor)
-    middleware = make_http_metrics_middleware(http)
-    request = make_mocked_request("GET", "/api/v1/plans/42")
-    response = web.Response(text="ok")
-
-    async def handler(request: web.Request) -> web.StreamResponse:
-        return response
-
-    async def timed(with_metrics: bool) -> float:
-        started = time.perf_counter()
-        for _ in range(n):
-            if with_metrics:
-                await middleware(request, handler)
-            else:
-                await handler(request)
-        return (time.perf_counter() - started) / n * 1e6
-
-    return await timed(False), await timed(True)
 
 
 def bench_scrape(config: Any, monitor: Monitor, routes: int, repeat: int) -> dict[str, Any]:
@@ -182,31 +155,24 @@ def main(argv: list[str] | None = None) -> int:
 
     config, monitor = make_monitor()
     steady, new_path = zip(*(bench_observe(config, monitor, args.calls) for _ in range(args.repeat)), strict=True)
-    off, on = zip(*(asyncio.run(bench_middleware(config, monitor, args.calls // 4)) for _ in range(args.repeat)), strict=True)
     config = build_config({"metrics": {"max_routes": max(args.routes, 1)}}, {}, "bench")
     scrape = bench_scrape(config, monitor, args.routes, args.repeat)
     result = {
         "observe_us": round(statistics.median(steady), 3),
         "observe_new_path_us": round(statistics.median(new_path), 3),
-        "request_without_metrics_us": round(statistics.median(off), 3),
-        "request_with_metrics_us": round(statistics.median(on), 3),
-        "metrics_added_per_request_us": round(statistics.median(on) - statistics.median(off), 3),
         "routes": args.routes,
         **{f"scrape_{k}": v for k, v in scrape.items()},
         "python": sys.version.split()[0],
     }
     print(f"start()+observe(), label children cached   {result['observe_us']:8.2f} µs")
     print(f"start()+observe(), new path (fold miss)    {result['observe_new_path_us']:8.2f} µs")
-    print(f"request through middleware, metrics off    {result['request_without_metrics_us']:8.2f} µs")
-    print(f"request through middleware, metrics on     {result['request_with_metrics_us']:8.2f} µs")
-    print(f"  metrics add per request                  {result['metrics_added_per_request_us']:8.2f} µs")
     print(f"scrape with {args.routes} routes: {scrape['series']} series ({scrape['http_series']} agent_http_*)")
     print(f"  text          {scrape['text_ms']:8.1f} ms  {scrape['text_bytes']:>9} bytes")
     print(f"  OpenMetrics   {scrape['openmetrics_ms']:8.1f} ms  {scrape['openmetrics_bytes']:>9} bytes")
     print(f"  text + gzip   {scrape['text_gzip_ms']:8.1f} ms  {scrape['text_gzip_bytes']:>9} bytes")
     print(
-        f"  worst loop stall during one OpenMetrics scrape: {scrape['loop_stall_ms']:.1f} ms on the loop (as served), "
-        f"{scrape['loop_stall_thread_ms']:.1f} ms if rendered in a thread"
+        f"  worst loop stall during one OpenMetrics scrape: {scrape['loop_stall_ms']:.1f} ms on the loop, "
+        f"{scrape['loop_stall_thread_ms']:.1f} ms rendered in a thread (as the admin listener does)"
     )
     print(json.dumps(result))
     return 0

@@ -1,16 +1,21 @@
 """HTTP server metrics for the main listener: requests, latency, in-flight and upstream errors.
 
 The caller (the proxy path) calls ``start()`` when a request arrives and ``observe()`` exactly
-once when it is done, and ``upstream_error()`` when the upstream fails. Label children are cached
-per ``(method, route, status)`` so that after the first request of a kind, ``observe()`` is two
-dict lookups and three lock-protected additions.
+once when it is done, and ``upstream_error()`` when the upstream fails. The hot path only adds to
+plain Python numbers held in dicts (no locks, no label objects: the event loop is the only writer);
+a collector turns them into metric families at scrape time. A scrape may run in a worker thread:
+it copies each dict in one C-level call, which the GIL makes atomic, so it never sees a dict
+change size under it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from bisect import bisect_left
+from collections.abc import Iterator
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client.registry import Collector
 
 from agent.metrics.routes import RouteFolder
 
@@ -26,75 +31,98 @@ UPSTREAM_ERROR_REASONS = ("connect", "timeout", "reset", "protocol")
 
 
 class HttpMetrics:
-    """Metric families registered on ``registry``; one instance per application."""
+    """The main listener's request metrics, registered on ``registry`` as one collector."""
 
-    __slots__ = (
-        "_children",
-        "_dec_in_flight",
-        "_inc_in_flight",
-        "_methods",
-        "_upstream_errors",
-        "duration",
-        "in_flight",
-        "requests",
-        "routes",
-        "upstream_errors",
-    )
+    __slots__ = ("_durations", "_methods", "_requests", "in_flight", "routes", "upstream_errors")
 
     def __init__(self, registry: CollectorRegistry, routes: RouteFolder) -> None:
         self.routes = routes
-        self.requests = Counter(
-            "agent_http_requests_total",
-            "HTTP requests served by the main listener, by method, route template and status code.",
-            ("method", "route", "status"),
-            registry=registry,
-        )
-        self.duration = Histogram(
-            "agent_http_request_duration_seconds",
-            "Time from receiving a request to finishing its response, by method and route template.",
-            ("method", "route"),
-            buckets=DURATION_BUCKETS_S,
-            registry=registry,
-        )
-        self.in_flight = Gauge(
-            "agent_http_requests_in_flight", "Requests the main listener is handling right now.", registry=registry
-        )
-        self.upstream_errors = Counter(
-            "agent_upstream_errors_total",
-            "Failures talking to the upstream app, by reason (connect, timeout, reset, protocol).",
-            ("reason",),
-            registry=registry,
-        )
+        self.in_flight = 0
+        # (method, route, status) -> count
+        self._requests: dict[tuple[str, str, int], int] = {}
+        # (method, route) -> [count per bucket (non-cumulative, last = +Inf), sum of durations]
+        self._durations: dict[tuple[str, str], list[float]] = {}
         # Every reason exists from the start, so rate() and increase() see the first error.
-        self._upstream_errors = {reason: self.upstream_errors.labels(reason) for reason in UPSTREAM_ERROR_REASONS}
+        self.upstream_errors = dict.fromkeys(UPSTREAM_ERROR_REASONS, 0)
         self._methods = {method: method for method in KNOWN_METHODS}
-        # (method, route, status) -> the bound inc/observe of its label children.
-        self._children: dict[tuple[str, str, int], tuple[Callable[[], None], Callable[[float], None]]] = {}
-        self._inc_in_flight = self.in_flight.inc
-        self._dec_in_flight = self.in_flight.dec
+        registry.register(_HttpCollector(self))
 
     def start(self) -> None:
         """A request arrived (in-flight + 1). Pair every call with one ``observe()``."""
-        self._inc_in_flight()
+        self.in_flight += 1
 
     def observe(self, method: str, raw_path: str, status: int, duration_s: float) -> None:
         """A request finished: in-flight - 1, count it and record its duration."""
-        self._dec_in_flight()
+        self.in_flight -= 1
         method = self._methods.get(method, OTHER_METHOD)
         route = self.routes.fold(raw_path)
         key = (method, route, status)
-        children = self._children.get(key)
-        if children is None:
-            children = self._children[key] = (
-                self.requests.labels(method, route, str(status)).inc,
-                self.duration.labels(method, route).observe,
-            )
-        children[0]()
-        children[1](duration_s)
+        requests = self._requests
+        requests[key] = requests.get(key, 0) + 1
+        series = self._durations.get((method, route))
+        if series is None:
+            series = self._durations[(method, route)] = [0.0] * (len(DURATION_BUCKETS_S) + 2)
+        series[bisect_left(DURATION_BUCKETS_S, duration_s)] += 1  # le is inclusive: bisect_left
+        series[-1] += duration_s
 
     def upstream_error(self, reason: str) -> None:
         """Count one upstream failure; ``reason`` is one of ``UPSTREAM_ERROR_REASONS``."""
-        child = self._upstream_errors.get(reason)
-        if child is None:
+        if reason not in self.upstream_errors:
             raise ValueError(f"unknown upstream error reason {reason!r}; expected one of {UPSTREAM_ERROR_REASONS}")
-        child.inc()
+        self.upstream_errors[reason] += 1
+
+    def snapshot(self) -> tuple[int, dict[tuple[str, str, int], int], dict[tuple[str, str], list[float]], dict[str, int]]:
+        """Consistent-enough copies for a scrape (each dict copied in one atomic step)."""
+        durations = {key: list(series) for key, series in list(self._durations.items())}
+        return self.in_flight, dict(self._requests), durations, dict(self.upstream_errors)
+
+
+class _HttpCollector(Collector):
+    def __init__(self, metrics: HttpMetrics) -> None:
+        self._metrics = metrics
+
+    def describe(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily | HistogramMetricFamily]:
+        yield from self._families(0, {}, {}, {})
+
+    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily | HistogramMetricFamily]:
+        yield from self._families(*self._metrics.snapshot())
+
+    @staticmethod
+    def _families(
+        in_flight: int,
+        requests: dict[tuple[str, str, int], int],
+        durations: dict[tuple[str, str], list[float]],
+        upstream_errors: dict[str, int],
+    ) -> Iterator[GaugeMetricFamily | CounterMetricFamily | HistogramMetricFamily]:
+        total = CounterMetricFamily(
+            "agent_http_requests",
+            "HTTP requests served by the main listener, by method, route template and status code.",
+            labels=("method", "route", "status"),
+        )
+        for (method, route, status), count in requests.items():
+            total.add_metric((method, route, str(status)), count)
+        yield total
+        histogram = HistogramMetricFamily(
+            "agent_http_request_duration_seconds",
+            "Time from receiving a request to finishing its response, by method and route template.",
+            labels=("method", "route"),
+        )
+        for (method, route), series in durations.items():
+            cumulative = 0.0
+            buckets = []
+            for bound, in_bucket in zip((*map(str, DURATION_BUCKETS_S), "+Inf"), series[:-1], strict=True):
+                cumulative += in_bucket
+                buckets.append((bound, cumulative))
+            histogram.add_metric((method, route), buckets, series[-1])
+        yield histogram
+        yield GaugeMetricFamily(
+            "agent_http_requests_in_flight", "Requests the main listener is handling right now.", value=in_flight
+        )
+        errors = CounterMetricFamily(
+            "agent_upstream_errors",
+            "Failures talking to the upstream app, by reason (connect, timeout, reset, protocol).",
+            labels=("reason",),
+        )
+        for reason, count in upstream_errors.items():
+            errors.add_metric((reason,), count)
+        yield errors

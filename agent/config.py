@@ -232,6 +232,7 @@ class HealthConfig:
     timeout_s: float = _opt(2.0, check=positive, doc="default for every check")
     failure_threshold: int = _opt(2, check=positive, doc="default for every check")
     success_threshold: int = _opt(1, check=positive, doc="default for every check")
+    history_size: int = _opt(120, check=positive, doc="runs kept per check for /health/history and /status")
 
 
 @dataclass(frozen=True, slots=True)

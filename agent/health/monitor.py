@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from agent.checks.base import Check, CheckResult, run_check
 from agent.config import CheckConfig
+from agent.health.history import DEFAULT_SIZE, History
 from agent.health.policy import Snapshot, apply_result, initial_state, is_alive, next_snapshot
 from agent.secrets import Redactor
 
@@ -34,7 +35,13 @@ class ScheduledCheck:
 
 class Monitor:
     def __init__(
-        self, checks: Sequence[ScheduledCheck], redactor: Redactor, *, max_loop_lag_s: float, default_interval_s: float
+        self,
+        checks: Sequence[ScheduledCheck],
+        redactor: Redactor,
+        *,
+        max_loop_lag_s: float,
+        default_interval_s: float,
+        history_size: int = DEFAULT_SIZE,
     ) -> None:
         now = time.time()
         self._checks = list(checks)
@@ -48,6 +55,7 @@ class Monitor:
             started=not any(c.config.critical for c in checks),
             taken_at=now,
         )
+        self.history = History((c.config.name for c in checks), size=history_size)
         self.draining = False
         self.drain_reason: str | None = None
         self.loop_lag_s = 0.0
@@ -75,10 +83,18 @@ class Monitor:
     # --- state -------------------------------------------------------------------------------
 
     def set_draining(self, draining: bool, reason: str) -> None:
+        """Flip readiness. Draining again with another reason replaces it: a SIGTERM during an
+        admin drain makes it a shutdown drain, which ``/admin/undrain`` must not undo."""
         if draining != self.draining:
             self.draining = draining
             self.drain_reason = reason if draining else None
             log.warning("draining started" if draining else "draining stopped", extra={"reason": reason})
+        elif draining and reason != self.drain_reason:
+            log.warning("draining reason changed", extra={"from": self.drain_reason, "reason": reason})
+            self.drain_reason = reason
+        else:
+            return
+        self.history.record_drain(draining, reason, at=time.time())
 
     def liveness_problem(self) -> str | None:
         for task in self._tasks:
@@ -121,6 +137,7 @@ class Monitor:
         )
         was_started = self.snapshot.started
         self.snapshot = next_snapshot(self.snapshot, after, now)
+        self.history.record(config.name, result, at=now, before=before.status, after=after.status)
         if after.status is not before.status:
             level = logging.INFO if after.is_up else logging.WARNING
             log.log(

@@ -35,9 +35,12 @@ ERROR_CODES = {
 }
 
 
-def is_json(headers: list[tuple[bytes, bytes]]) -> bool:
-    for name, value in headers:
-        if name.lower() == b"content-type":
+Headers = list[tuple[bytes, bytes, bytes]]  # (name, value, lower-case name)
+
+
+def is_json(headers: Headers) -> bool:
+    for _, value, lower in headers:
+        if lower == b"content-type":
             media = value.split(b";", 1)[0].strip().lower()
             return media == b"application/json" or media.endswith(b"+json")
     return False
@@ -53,11 +56,9 @@ def _message_from(detail: Any) -> str | None:
     return None
 
 
-def augment_error_body(
-    status: int, headers: list[tuple[bytes, bytes]], body: bytes, *, error_id: str, request_id: str
-) -> bytes | None:
+def augment_error_body(status: int, headers: Headers, body: bytes, *, error_id: str, request_id: str) -> bytes | None:
     """The augmented JSON body, or None when ``body`` is not a JSON object (or is encoded)."""
-    if not is_json(headers) or any(n.lower() == b"content-encoding" and v.strip().lower() != b"identity" for n, v in headers):
+    if not is_json(headers) or any(lower == b"content-encoding" and v.strip().lower() != b"identity" for _, v, lower in headers):
         return None
     try:
         data = orjson.loads(body)

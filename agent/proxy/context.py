@@ -86,6 +86,9 @@ class ProxyContext:
         self.security_pairs = tuple((n.encode(), v.encode()) for n, v in sec.headers)
         self.security_override = sec.override
         self.removed = frozenset(name.lower().encode() for name in sec.remove)
+        # Response headers from the app the agent drops, and those whose presence it must know.
+        self.dropped_response_headers = self.removed | {self.request_id_header, b"x-error-id"}
+        self.watched_response_headers = self.security_names | {b"strict-transport-security", b"access-control-allow-origin"}
         self.hsts_mode = sec.hsts
         self.hsts_line = b"Strict-Transport-Security: %s\r\n" % sec.hsts_value.encode()
         self.trusted_networks = tuple(ipaddress.ip_network(c, strict=False) for c in config.proxy.trusted_proxies)

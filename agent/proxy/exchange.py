@@ -17,13 +17,15 @@ import orjson
 
 from agent.proxy.augment import augment_error_body, is_json
 from agent.proxy.upstream import PoolExhausted, UpstreamConnection, UpstreamProtocolError
-from agent.proxy.wire import HOP_BY_HOP, IDEMPOTENT_METHODS, LAST_CHUNK, chunk, connection_tokens, status_line
+from agent.proxy.wire import HOP_BY_HOP, IDEMPOTENT_METHODS, LAST_CHUNK, chunk, connection_tokens, is_token, new_ids, status_line
 
 if TYPE_CHECKING:
     from agent.proxy.context import ProxyContext
     from agent.proxy.listener import ClientConnection
 
 log = logging.getLogger("agent.proxy")
+
+Headers = list[tuple[bytes, bytes, bytes]]  # (name, value, lower-case name)
 
 MAX_PENDING_BODY_BYTES = 256 * 1024
 MAX_AUGMENT_BYTES = 64 * 1024
@@ -107,7 +109,7 @@ class Exchange:
         self.response_started = False
         self.chunked_out = False
         self.augmenting: list[bytes] | None = None
-        self.held: tuple[int, bytes, list[tuple[bytes, bytes]]] | None = None
+        self.held: tuple[int, bytes, Headers] | None = None
         self.status = 0
         self.retried = False
         self.done = False
@@ -195,11 +197,14 @@ class Exchange:
 
     # --- response side (called by the upstream connection) ---------------------------------
 
-    def on_response_head(self, status: int, reason: bytes, headers: list[tuple[bytes, bytes]], upstream_keep_alive: bool) -> bool:
-        """Send (or hold) the response head; True when no body follows (HEAD)."""
+    def on_response_head(self, status: int, reason: bytes, headers: Headers, framed: bool) -> bool:
+        """Send (or hold) the response head; True when no body follows (HEAD).
+
+        ``headers`` are (name, value, lower-case name); ``framed``: Content-Length or
+        Transfer-Encoding present (else the body runs until the app closes the connection).
+        """
         self.status = status
         ctx = self.ctx
-        framed = any(n.lower() in (b"content-length", b"transfer-encoding") for n, _ in headers)
         self.eof_body = not framed and not self.is_head and status not in (204, 304)
         if status >= 400:
             self.error_id = _error_id_from_upstream(headers)
@@ -211,26 +216,36 @@ class Exchange:
         self._send_head(status, reason, headers)
         return self.is_head
 
-    def _send_head(self, status: int, reason: bytes, headers: list[tuple[bytes, bytes]]) -> None:
+    def _send_head(self, status: int, reason: bytes, headers: Headers) -> None:
         ctx = self.ctx
-        named = connection_tokens([v for n, v in headers if n.lower() == b"connection"])
-        removed = ctx.removed
+        dropped = ctx.dropped_response_headers  # fingerprints, our own ids
+        watched = ctx.watched_response_headers  # names whose presence changes what the agent adds
         present: set[bytes] = set()
         lines = []
+        lowers = []
         content_length = None
         chunked = False
-        for name, value in headers:
-            lower = name.lower()
-            if lower in HOP_BY_HOP or lower in named or lower in removed:
+        connection = None
+        for name, value, lower in headers:
+            if lower in HOP_BY_HOP:
                 if lower == b"content-length":
                     content_length = value
                 elif lower == b"transfer-encoding":
                     chunked = True
+                elif lower == b"connection":
+                    connection = [value] if connection is None else [*connection, value]
                 continue
-            if lower == ctx.request_id_header or lower == b"x-error-id":
+            if lower in dropped:
                 continue
-            present.add(lower)
+            if lower in watched:
+                present.add(lower)
             lines.append(b"%s: %s\r\n" % (name, value))
+            lowers.append(lower)
+        if connection is not None:  # names listed in Connection are hop-by-hop too (RFC 9110 §7.6.1)
+            named = connection_tokens(connection)
+            if named & set(lowers):
+                lines = [line for line, lower in zip(lines, lowers, strict=True) if lower not in named]
+                present -= named
         no_body = self.is_head or status in (204, 304)
         if chunked and not no_body:
             framing = b"Transfer-Encoding: chunked\r\n"
@@ -303,8 +318,8 @@ class Exchange:
             self._send_head(
                 status,
                 reason,
-                [(n, v) for n, v in headers if n.lower() not in (b"transfer-encoding", b"content-length")]
-                + [(b"Content-Length", b"%d" % len(body))],
+                [h for h in headers if h[2] not in (b"transfer-encoding", b"content-length")]
+                + [(b"Content-Length", b"%d" % len(body), b"content-length")],
             )
             self.bytes_sent += len(body)
             self.client.write(body)
@@ -315,13 +330,9 @@ class Exchange:
                 extra={"status": status, "error_id": error_id, "request_id": self.request_id, "trace_id": self.trace_id},
             )
             new_body = _upstream_error_json(error_id, self.request_id)
-        kept = [
-            (n, v)
-            for n, v in headers
-            if n.lower() not in (b"content-type", b"content-length", b"transfer-encoding", b"content-encoding")
-        ]
-        kept.append((b"Content-Type", b"application/json"))
-        kept.append((b"Content-Length", b"%d" % len(new_body)))
+        kept = [h for h in headers if h[2] not in (b"content-type", b"content-length", b"transfer-encoding", b"content-encoding")]
+        kept.append((b"Content-Type", b"application/json", b"content-type"))
+        kept.append((b"Content-Length", b"%d" % len(new_body), b"content-length"))
         self._send_head(status, b"", kept)
         self.bytes_sent += len(new_body)
         self.client.write(new_body)
@@ -435,16 +446,18 @@ class Exchange:
         duration = time.perf_counter() - self.started
         if self.upstream_started:
             ctx.in_flight -= 1
+        method = self.method.decode("latin-1")
+        path = self.path.decode("latin-1")
         if self.began:
-            ctx.metrics.observe(self.method.decode("latin-1"), self.path.decode("latin-1"), self.status, duration)
+            ctx.metrics.observe(method, path, self.status, duration)
         if ctx.access_log.enabled and self.path not in ctx.skip_log_paths:
             ctx.access_log.write(
                 {
                     "message": "request completed",
                     "request_id": self.request_id,
                     "trace_id": self.trace_id,
-                    "method": self.method[:16].decode("latin-1"),
-                    "path": self.path[:512].decode("latin-1"),
+                    "method": method[:16],
+                    "path": path[:512],
                     "status": self.status,
                     "duration_ms": round(duration * 1000, 3),
                     "bytes_sent": self.bytes_sent,
@@ -465,12 +478,10 @@ class Exchange:
         self.client.resume_reading("upstream")
 
 
-def _error_id_from_upstream(headers: list[tuple[bytes, bytes]]) -> str:
+def _error_id_from_upstream(headers: Headers) -> str:
     """Keep an ``X-Error-ID`` the app already chose when it is a clean token, else make one."""
-    from agent.proxy.wire import is_token, new_ids
-
-    for name, value in headers:
-        if name.lower() == b"x-error-id" and 0 < len(value) <= 128 and is_token(value):
+    for _, value, lower in headers:
+        if lower == b"x-error-id" and 0 < len(value) <= 128 and is_token(value):
             return value.decode()
     return new_ids()[0]
 

@@ -27,6 +27,7 @@ class UpstreamProtocolError(Exception):
 
 class UpstreamConnection(asyncio.Protocol):
     __slots__ = (
+        "_framed",
         "_head_bytes",
         "_headers",
         "_reason",
@@ -50,9 +51,10 @@ class UpstreamConnection(asyncio.Protocol):
         self.responses = 0  # completed on this connection; > 0 means it was reused
         self.idle_since = 0.0
         self.last_progress = 0.0
-        self._headers: list[tuple[bytes, bytes]] = []
+        self._headers: list[tuple[bytes, bytes, bytes]] = []  # (name, value, lower-case name)
         self._reason = b""
         self._head_bytes = 0
+        self._framed = False
         self._reset_parser = False
 
     # --- asyncio.Protocol -----------------------------------------------------------------
@@ -105,6 +107,7 @@ class UpstreamConnection(asyncio.Protocol):
         self._headers = []
         self._reason = b""
         self._head_bytes = 0
+        self._framed = False
 
     def on_status(self, reason: bytes) -> None:
         self._reason += reason
@@ -113,7 +116,10 @@ class UpstreamConnection(asyncio.Protocol):
         self._head_bytes += len(name) + len(value) + 4
         if self._head_bytes > MAX_RESPONSE_HEAD_BYTES or len(self._headers) >= MAX_RESPONSE_HEADERS:
             raise UpstreamProtocolError("response head too large")
-        self._headers.append((name, value.rstrip(b" \t")))
+        lower = name.lower()
+        if lower == b"content-length" or lower == b"transfer-encoding":
+            self._framed = True
+        self._headers.append((name, value.rstrip(b" \t"), lower))
 
     def on_headers_complete(self) -> None:
         status = self.parser.get_status_code()
@@ -121,7 +127,7 @@ class UpstreamConnection(asyncio.Protocol):
             return  # 1xx: never forwarded (the agent answers Expect itself); the final response follows
         exchange = self.exchange
         assert exchange is not None
-        if exchange.on_response_head(status, self._reason, self._headers, self.parser.should_keep_alive()):
+        if exchange.on_response_head(status, self._reason, self._headers, self._framed):
             # No body will follow (a HEAD response): llhttp cannot be told, so start a fresh parser.
             self._reset_parser = True
             self._complete(self.parser.should_keep_alive())

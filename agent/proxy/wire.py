@@ -65,9 +65,38 @@ def is_token(value: bytes) -> bool:
     return _TOKEN.fullmatch(value) is not None
 
 
+class _Entropy:
+    """``os.urandom`` read 4 KiB at a time: one syscall per ~100 requests instead of one each.
+
+    Reset after ``fork`` so two processes never hand out the same bytes.
+    """
+
+    __slots__ = ("buffer", "position")
+
+    def __init__(self) -> None:
+        self.buffer = b""
+        self.position = 0
+
+    def take(self, n: int) -> bytes:
+        start = self.position
+        if start + n > len(self.buffer):
+            self.buffer = os.urandom(4096)
+            start = 0
+        self.position = start + n
+        return self.buffer[start : start + n]
+
+    def reset(self) -> None:
+        self.buffer = b""
+        self.position = 0
+
+
+_entropy = _Entropy()
+os.register_at_fork(after_in_child=_entropy.reset)
+
+
 def new_ids() -> tuple[str, str, str]:
-    """(request id as a UUID4 string, new traceparent, its trace id) from one urandom call."""
-    raw = bytearray(os.urandom(40))
+    """(request id as a UUID4 string, new traceparent, its trace id), all from fresh random bytes."""
+    raw = bytearray(_entropy.take(40))
     raw[6] = (raw[6] & 0x0F) | 0x40  # UUID version 4
     raw[8] = (raw[8] & 0x3F) | 0x80  # RFC 4122 variant
     h = raw.hex()

@@ -1,0 +1,87 @@
+"""Who may use the admin listener's details, ``/status`` and ``/admin/*`` when ``admin.token`` is set.
+
+Two ways in, both compared in constant time:
+
+- ``Authorization: Bearer <token>`` (curl, scripts, Prometheus), on every method;
+- the ``agent_admin`` cookie, for a browser, which cannot send a header when it opens a page.
+  ``GET /status?token=<token>`` sets it (``HttpOnly; SameSite=Strict``, a session cookie) and
+  redirects to ``status`` so the token leaves the address bar. The cookie holds an HMAC of the
+  token, never the token itself. A ``POST`` authenticated by the cookie alone must also carry an
+  ``Origin`` naming this very host: cookies are not scoped by port, so ``SameSite`` alone would
+  let a page on another ``localhost`` port drain the agent (CSRF).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Callable
+from urllib.parse import urlsplit
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from agent.errors import error_response
+
+COOKIE_NAME = "agent_admin"
+_COOKIE_CONTEXT = b"sidecar-agent admin cookie v1"
+_SAFE_METHODS = frozenset({"GET", "HEAD"})
+
+BearerCheck = Callable[[web.Request, bytes], bool]
+
+
+class AdminAuth:
+    """``allows(request)`` is always true when no token is configured."""
+
+    def __init__(self, token: bytes, *, has_bearer: BearerCheck) -> None:
+        self._token = token
+        self._has_bearer = has_bearer
+        self._cookie = hmac.new(token, _COOKIE_CONTEXT, hashlib.sha256).hexdigest().encode() if token else b""
+
+    @property
+    def is_enabled(self) -> bool:
+        return bool(self._token)
+
+    def allows(self, request: web.Request) -> bool:
+        if not self._token or self._has_bearer(request, self._token):
+            return True
+        if not self._has_cookie(request):
+            return False
+        return request.method in _SAFE_METHODS or _is_same_origin(request)
+
+    def token_matches(self, given: str) -> bool:
+        return bool(self._token) and hmac.compare_digest(given.encode(), self._token)
+
+    def set_cookie(self, response: web.StreamResponse) -> None:
+        response.set_cookie(COOKIE_NAME, self._cookie.decode(), path="/", httponly=True, samesite="Strict")
+
+    def require(self, handler: Handler) -> Handler:
+        """``handler`` behind the token: 401 JSON (with ``WWW-Authenticate``) otherwise."""
+
+        async def guarded(request: web.Request) -> web.StreamResponse:
+            if self.allows(request):
+                return await handler(request)
+            return unauthorized()
+
+        return guarded
+
+    def _has_cookie(self, request: web.Request) -> bool:
+        given = request.cookies.get(COOKIE_NAME)
+        return given is not None and hmac.compare_digest(given.encode(), self._cookie)
+
+
+def unauthorized() -> web.Response:
+    return error_response(
+        401,
+        "UNAUTHORIZED",
+        "A valid bearer token is required (browsers: open status?token=<token> once).",
+        headers={"WWW-Authenticate": 'Bearer realm="sidecar-agent admin"'},
+    )
+
+
+def _is_same_origin(request: web.Request) -> bool:
+    """The ``Origin`` header names the host the request was sent to (any scheme: TLS may end in front)."""
+    origin = request.headers.get("Origin", "")
+    if not origin or origin == "null":
+        return False
+    return urlsplit(origin).netloc.lower() == request.host.lower()

@@ -21,6 +21,7 @@ from agent.middlewares.security_headers import make_security_headers_hook
 from agent.proxy.listener import MainListener
 from agent.proxy.main import create_main_listener
 from agent.secrets import Redactor
+from agent.status import AdminAuth, add_status_routes
 
 MONITOR_KEY = web.AppKey("monitor", Monitor)
 CONFIG_KEY = web.AppKey("config", AgentConfig)
@@ -36,6 +37,7 @@ def create_monitor(config: AgentConfig) -> Monitor:
         Redactor(config.secrets()),
         max_loop_lag_s=config.health.max_loop_lag_s,
         default_interval_s=config.health.interval_s,
+        history_size=config.health.history_size,
     )
 
 
@@ -62,14 +64,12 @@ def _admin_middlewares(config: AgentConfig) -> list[Middleware]:
 
 
 def create_admin_app(config: AgentConfig, monitor: Monitor, registry: CollectorRegistry) -> web.Application:
-    """Full health details (behind ``admin.token`` when set) and ``/metrics``."""
-    token = config.admin.token.reveal().encode()
+    """Full health details, ``/status``, history and drain (behind ``admin.token`` when set), and ``/metrics``."""
+    auth = AdminAuth(config.admin.token.reveal().encode(), has_bearer=is_authorized)
     public = config.health.public_details
 
     def detail(request: web.Request) -> str:
-        if not token:
-            return "full"
-        return "full" if is_authorized(request, token) else public
+        return "full" if auth.allows(request) else public
 
     app = web.Application(middlewares=_admin_middlewares(config))
     app[MONITOR_KEY] = monitor
@@ -84,6 +84,9 @@ def create_admin_app(config: AgentConfig, monitor: Monitor, registry: CollectorR
         allow_exclude=True,
     )
     app.router.add_get(config.metrics.path, make_metrics_handler(registry))
+    add_status_routes(
+        app, monitor, auth, health_prefix=config.health.path_prefix, metrics_path=config.metrics.path, version=__version__
+    )
     app.on_response_prepare.append(make_request_id_hook(config.request_id.header))
     app.on_response_prepare.append(make_security_headers_hook(config.security_headers))
     return app

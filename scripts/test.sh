@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs the whole test suite on a Debian machine with Python >= 3.11.
-# Installs what the tests need when it is missing: the PostgreSQL server, HAProxy and Prometheus
-# with promtool (Debian packages, needs root or sudo), and the project with its test dependencies in ./.venv.
+# Installs what the tests need when it is missing: the PostgreSQL server, HAProxy, Prometheus
+# with promtool and Chromium (Debian packages, needs root or sudo), and the project with its test dependencies in ./.venv.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -10,6 +10,7 @@ compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || need_apt+=(postgresq
 command -v haproxy >/dev/null || need_apt+=(haproxy)
 { command -v prometheus && command -v promtool; } >/dev/null || need_apt+=(prometheus)
 command -v runuser >/dev/null || need_apt+=(util-linux)
+command -v chromium >/dev/null || need_apt+=(chromium)
 python3 -c 'import ensurepip, venv' 2>/dev/null || need_apt+=(python3-venv)
 if [ ${#need_apt[@]} -gt 0 ]; then
     sudo_cmd=""

@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from agent.checks.base import CheckResult, Status
+from agent.health.policy import CheckState
 
 DEFAULT_SIZE = 120
 MAX_TRANSITIONS = 200
@@ -39,6 +40,7 @@ class Transition:
     before: Status
     after: Status
     message: str | None
+    is_first_run: bool  # ``before`` was the fail-closed "pending first check", not a real failure
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,11 +69,12 @@ class History:
 
     # --- writes (the monitor only) -----------------------------------------------------------
 
-    def record(self, name: str, result: CheckResult, *, at: float, before: Status, after: Status) -> None:
+    def record(self, result: CheckResult, *, before: CheckState, after: CheckState, at: float) -> None:
+        """One run of ``after.name``, and a transition when its status changed."""
         message = _clip(result.message)
-        self._runs[name].append(Run(at, result.status, result.latency_s, message))
-        if after is not before:
-            self._transitions.append(Transition(at, name, before, after, message))
+        self._runs[after.name].append(Run(at, result.status, result.latency_s, message))
+        if after.status is not before.status:
+            self._transitions.append(Transition(at, after.name, before.status, after.status, message, before.runs == 0))
 
     def record_drain(self, is_draining: bool, reason: str, *, at: float) -> None:
         self._events.append(DrainEvent(at, is_draining, reason))

@@ -137,7 +137,7 @@ class Monitor:
         )
         was_started = self.snapshot.started
         self.snapshot = next_snapshot(self.snapshot, after, now)
-        self.history.record(config.name, result, at=now, before=before.status, after=after.status)
+        self.history.record(result, before=before, after=after, at=now)
         if after.status is not before.status:
             level = logging.INFO if after.is_up else logging.WARNING
             log.log(

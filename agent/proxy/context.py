@@ -105,6 +105,8 @@ class ProxyContext:
         self.public_details = config.health.public_details
         self.version = __version__
         self.check_types = {c.name: c.type for c in config.checks}
+        port = self.pool.port
+        self.upstream_authority = self.pool.host.encode() + (b":%d" % port if port not in (0, 80) else b"")
         cors = config.cors
         self.cors_enabled = bool(cors.allowed_origins)
         self.cors_any = "*" in cors.allowed_origins
@@ -190,11 +192,15 @@ class ProxyContext:
         close: bool = False,
         extra: bytes = b"",
         head_only: bool = False,
+        https: bool = False,
     ) -> tuple[bytes, str]:
         """The JSON error body of SPEC §5 as a complete response, and its ``error_id``."""
         error_id, body = error_body(error_code, message, request_id)
         extra = b"X-Error-ID: %s\r\n%s" % (error_id.encode(), extra)
-        return self.local_response(status, body, request_id=request_id, extra=extra, close=close, head_only=head_only), error_id
+        response = self.local_response(
+            status, body, request_id=request_id, extra=extra, close=close, head_only=head_only, https=https
+        )
+        return response, error_id
 
 
 def error_body(error_code: str, message: str | None, request_id: str | None) -> tuple[str, bytes]:

@@ -43,6 +43,7 @@ class Exchange:
         "client",
         "cors",
         "ctx",
+        "discarding",
         "done",
         "eof_body",
         "error_id",
@@ -117,6 +118,7 @@ class Exchange:
         self.accept = b""
         self.cors = b""
         self.eof_body = False
+        self.discarding = False
         self.error_id: str | None = None
 
     # --- request side (called by the client connection) ------------------------------------
@@ -211,7 +213,10 @@ class Exchange:
         augmentable = ctx.augment_errors and status >= 400 and not self.is_head and status not in (204, 304)
         if augmentable and (status >= 500 or is_json(headers)):
             self.held = (status, reason, headers)
-            self.augmenting = []
+            # A non-JSON 5xx body (an HTML traceback page, say) is replaced whatever its size:
+            # it is discarded as it arrives instead of being held.
+            self.augmenting = [] if is_json(headers) else None
+            self.discarding = self.augmenting is None
             return False
         self._send_head(status, reason, headers)
         return self.is_head
@@ -247,9 +252,12 @@ class Exchange:
                 lines = [line for line, lower in zip(lines, lowers, strict=True) if lower not in named]
                 present -= named
         no_body = self.is_head or status in (204, 304)
-        if chunked and not no_body:
+        if chunked and not no_body and self.client.http11:
             framing = b"Transfer-Encoding: chunked\r\n"
             self.chunked_out = True
+        elif chunked and not no_body:
+            framing = b""  # an HTTP/1.0 client: the body ends when the connection closes (RFC 9112 §6.1)
+            self.keep_alive = False
         elif content_length is not None:
             framing = b"Content-Length: %s\r\n" % content_length
         elif no_body:
@@ -278,6 +286,8 @@ class Exchange:
         self.client.write(head)
 
     def on_response_body(self, data: bytes) -> None:
+        if self.discarding:
+            return
         if self.augmenting is not None:
             self.augmenting.append(data)
             if sum(map(len, self.augmenting)) > MAX_AUGMENT_BYTES:
@@ -295,12 +305,13 @@ class Exchange:
         self.on_response_body(held_body)
 
     def on_response_complete(self, conn: UpstreamConnection, upstream_keep_alive: bool) -> None:
-        if self.augmenting is not None:
+        if self.held is not None:
             self._finish_augmented()
         elif self.chunked_out:
             self.client.write(LAST_CHUNK)
         self.upstream = None
-        if upstream_keep_alive and self.request_done and not self.ctx.closing:
+        # After a HEAD response an app may still send a body it should not have: never reuse.
+        if upstream_keep_alive and self.request_done and not self.ctx.closing and not self.is_head:
             self.ctx.pool.release(conn)
         else:
             conn.abort()
@@ -309,9 +320,10 @@ class Exchange:
         self._finish()
 
     def _finish_augmented(self) -> None:
-        assert self.held is not None and self.augmenting is not None
+        assert self.held is not None
         status, reason, headers = self.held
-        body, self.augmenting, self.held = b"".join(self.augmenting), None, None
+        body, self.augmenting, self.held = b"".join(self.augmenting or ()), None, None
+        self.discarding = False
         error_id = self.error_id or _error_id_from_upstream(headers)
         new_body = augment_error_body(status, headers, body, error_id=error_id, request_id=self.request_id)
         if new_body is None and status < 500:  # a 4xx we cannot read (encoded): pass it on as it is
@@ -345,7 +357,7 @@ class Exchange:
             return
         self.upstream = None
         if self.status and self.eof_body:  # a close-delimited body ends with the connection
-            if self.augmenting is not None:
+            if self.held is not None:
                 self._finish_augmented()
             elif self.chunked_out:
                 self.client.write(LAST_CHUNK)
@@ -413,7 +425,13 @@ class Exchange:
             return
         close = close or not self.request_done or not self.keep_alive or self.ctx.draining
         response, error_id = self.ctx.error_response(
-            status, error_code, request_id=self.request_id, close=close, extra=extra + self.cors, head_only=self.is_head
+            status,
+            error_code,
+            request_id=self.request_id,
+            close=close,
+            extra=extra + self.cors,
+            head_only=self.is_head,
+            https=self.https,
         )
         level = logging.ERROR if status >= 500 and status != 503 else logging.WARNING
         log.log(

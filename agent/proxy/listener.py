@@ -32,11 +32,21 @@ SWEEP_PERIOD_S = 0.25
 
 
 class Reject(Exception):
-    def __init__(self, reason: str, status: int = 400, code: str = "BAD_REQUEST", extra: bytes = b"") -> None:
+    def __init__(
+        self,
+        reason: str,
+        status: int = 400,
+        code: str = "BAD_REQUEST",
+        extra: bytes = b"",
+        request_id: str | None = None,
+        trace_id: str | None = None,
+    ) -> None:
         super().__init__(reason)
         self.status = status
         self.code = code
         self.extra = extra
+        self.request_id = request_id  # a valid incoming id, kept on the error
+        self.trace_id = trace_id
 
 
 class ClientConnection(asyncio.Protocol):
@@ -62,6 +72,8 @@ class ClientConnection(asyncio.Protocol):
         self._headers: list[tuple[bytes, bytes, bytes]] = []
         self._head_bytes = 0
         self._corked: list[bytes] | None = None
+        self._starting: Exchange | None = None
+        self._reject_after: Reject | None = None
 
     # --- asyncio.Protocol -----------------------------------------------------------------
 
@@ -78,6 +90,10 @@ class ClientConnection(asyncio.Protocol):
         self.last_progress = time.monotonic()
         try:
             self.parser.feed_data(data)
+        except httptools.HttpParserCallbackError as exc:
+            # httptools wraps what a callback raised; a Reject carries its own status and code.
+            cause = exc.__context__
+            self.reject(cause if isinstance(cause, Reject) else Reject(str(cause or exc)))
         except httptools.HttpParserUpgrade:
             # The request asked to switch protocols; it was forwarded as plain HTTP without
             # Upgrade (hop-by-hop), so the connection ends with its response.
@@ -92,6 +108,11 @@ class ClientConnection(asyncio.Protocol):
         else:
             if self.head_started is not None and self._head_bytes > self.ctx.limits.max_head_bytes:
                 self.reject(Reject("request head too large"))
+        # Forwarding starts once the whole packet parsed: a bad chunk sent together with the
+        # head means the app never sees the request at all.
+        starting, self._starting = self._starting, None
+        if starting is not None and not starting.done and not self.closed and starting is self.current:
+            starting.begin()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -130,6 +151,8 @@ class ClientConnection(asyncio.Protocol):
         self._head_bytes += len(name) + len(value) + 4
         if len(name) + len(value) > limits.max_line_bytes or len(self._headers) >= limits.max_headers:
             raise Reject("request header too large or too many headers")
+        if self._head_bytes > limits.max_head_bytes:
+            raise Reject("request head too large")
         self._headers.append((name, value.rstrip(b" \t"), name.lower()))
 
     def on_headers_complete(self) -> None:
@@ -144,7 +167,7 @@ class ClientConnection(asyncio.Protocol):
         if self.current is None:
             self.current = exchange
             if exchange.local is None:
-                exchange.begin()
+                self._starting = exchange  # begun when this packet is parsed (data_received)
         else:
             if len(self.queue) >= MAX_PIPELINED:
                 raise Reject("too many pipelined requests")
@@ -221,28 +244,27 @@ class ClientConnection(asyncio.Protocol):
                 preflight = method == b"OPTIONS"
             elif lower == b"expect":
                 expect_continue = value.lower() == b"100-continue"
-        if hosts > 1 or (self.http11 and hosts == 0):
-            raise Reject("exactly one Host header is required")
-        chunked_in = te_count > 0
-        if chunked_in and (te_count > 1 or te_value.strip().lower() != b"chunked" or not self.http11):
-            raise Reject("only Transfer-Encoding: chunked is accepted, on HTTP/1.1")
-        if content_length > ctx.limits.max_body_bytes:
-            raise Reject("request body too large", 413, "PAYLOAD_TOO_LARGE")
-        has_body = chunked_in or content_length > 0
-
-        trace_id = _valid_trace_id(traceparent_in)
+        incoming_trace_id = _valid_trace_id(traceparent_in)
+        request_id, traceparent, trace_id = new_ids()
         if request_id_in is not None and ctx.request_id_pattern.fullmatch(request_id_in):
             request_id = request_id_in.decode("ascii", "replace")
-            if trace_id is None:
-                _, traceparent, trace_id = new_ids()
-            else:
-                traceparent = traceparent_in.decode()  # type: ignore[union-attr]
+        if incoming_trace_id is not None:
+            trace_id = incoming_trace_id
+            traceparent = traceparent_in.decode()  # type: ignore[union-attr]
         else:
-            request_id, traceparent, new_trace = new_ids()
-            if trace_id is None:
-                trace_id = new_trace
-            else:
-                traceparent = traceparent_in.decode()  # type: ignore[union-attr]
+            tracestate = None  # W3C: no tracestate without the traceparent it belongs to
+
+        def refuse(reason: str, status: int = 400, code: str = "BAD_REQUEST") -> Reject:
+            return Reject(reason, status, code, request_id=request_id, trace_id=trace_id)
+
+        if hosts > 1 or (self.http11 and hosts == 0):
+            raise refuse("exactly one Host header is required")
+        chunked_in = te_count > 0
+        if chunked_in and (te_count > 1 or te_value.strip().lower() != b"chunked" or not self.http11):
+            raise refuse("only Transfer-Encoding: chunked is accepted, on HTTP/1.1")
+        if content_length > ctx.limits.max_body_bytes:
+            raise refuse("request body too large", 413, "PAYLOAD_TOO_LARGE")
+        has_body = chunked_in or content_length > 0
         keep_alive = parser.should_keep_alive()
         path = url.split(b"?", 1)[0]
         local = ctx.local_paths.get(path)
@@ -267,7 +289,7 @@ class ClientConnection(asyncio.Protocol):
                 host,
                 request_id,
                 traceparent,
-                tracestate if trace_id and traceparent_in else None,
+                tracestate,
                 xff,
                 xfp,
                 xfh,
@@ -306,7 +328,7 @@ class ClientConnection(asyncio.Protocol):
     ) -> bytes:
         ctx = self.ctx
         named = connection_tokens(connection_values) if connection_values else frozenset()
-        lines = [b"%s %s HTTP/1.1\r\nHost: %s\r\n" % (method, url, host or b"localhost")]
+        lines = [b"%s %s HTTP/1.1\r\nHost: %s\r\n" % (method, url, host or ctx.upstream_authority)]
         append = lines.append
         skip_trace = tracestate is None
         for name, value, lower in self._headers:
@@ -321,12 +343,13 @@ class ClientConnection(asyncio.Protocol):
             append(b"%s: %s\r\n" % (name, value))
         peer = (self.peer or "").encode()
         trusted = self.trusted
+        forwarded_host = xfh if trusted and xfh else host
         append(
-            b"X-Forwarded-For: %s\r\nX-Forwarded-Proto: %s\r\nX-Forwarded-Host: %s\r\n%s: %s\r\ntraceparent: %s\r\n"
+            b"X-Forwarded-For: %s\r\nX-Forwarded-Proto: %s\r\n%s%s: %s\r\ntraceparent: %s\r\n"
             % (
                 xff + b", " + peer if trusted and xff else peer,
                 xfp if trusted and xfp else b"http",
-                xfh if trusted and xfh else (host or b""),
+                b"X-Forwarded-Host: %s\r\n" % forwarded_host if forwarded_host else b"",
                 ctx.request_id_name,
                 request_id.encode(),
                 traceparent.encode(),
@@ -388,6 +411,7 @@ class ClientConnection(asyncio.Protocol):
             close=not keep,
             head_only=exchange.is_head,
             extra=exchange.cors,
+            https=exchange.https,
         )
         exchange.status = status
         exchange.response_started = True
@@ -415,15 +439,30 @@ class ClientConnection(asyncio.Protocol):
         exchange._finish()
 
     def reject(self, exc: Reject) -> None:
-        """A request the agent refuses: JSON error if nothing was sent yet, then close."""
-        exchange = self.parsing if self.parsing is not None else self.current
+        """A request the agent refuses: JSON error, then close.
+
+        The error belongs to the message being parsed. When that is the current exchange (a bad
+        body), it fails; when it is a later, pipelined one, the earlier requests are answered
+        first and the error follows them.
+        """
         self.pause_reading("rejected")
-        if exchange is not None and exchange is self.current and not exchange.done:
-            exchange.fail(exc.status, exc.code, close=True, reason=str(exc), extra=exc.extra)
-            exchange.keep_alive = False
+        parsing, self.parsing = self.parsing, None
+        if parsing is not None and parsing is self._starting:
+            self._starting = None  # refused before anything of it was forwarded
+        if parsing is not None and parsing is self.current and not parsing.done:
+            parsing.fail(exc.status, exc.code, close=True, reason=str(exc), extra=exc.extra)
+            parsing.keep_alive = False
             self._close_when_idle()
             return
-        request_id = new_ids()[0]
+        if parsing is not None and parsing in self.queue:
+            self.queue.remove(parsing)
+        if self.current is not None and not self.current.done:
+            self._reject_after = exc
+            return
+        self._send_rejection(exc)
+
+    def _send_rejection(self, exc: Reject) -> None:
+        request_id = exc.request_id or new_ids()[0]
         response, error_id = self.ctx.error_response(exc.status, exc.code, request_id=request_id, close=True, extra=exc.extra)
         self.ctx.metrics.start()
         self.ctx.metrics.observe("OTHER", "", exc.status, 0.0)  # unparsed: no trustworthy method or path
@@ -436,14 +475,11 @@ class ClientConnection(asyncio.Protocol):
                 "reason": str(exc)[:200],
                 "client_ip": self.peer,
                 "request_id": request_id,
+                "trace_id": exc.trace_id,
             },
         )
-        if self.current is None or self.current.done:
-            self.write(response)
-            self.close()
-        else:
-            self.queue.clear()
-            self.current.keep_alive = False
+        self.write(response)
+        self.close()
 
     # --- plumbing used by exchanges --------------------------------------------------------
 
@@ -499,10 +535,14 @@ class ClientConnection(asyncio.Protocol):
             return
         if self.closed:
             return
-        if not exchange.keep_alive or "rejected" in self._paused:
+        if not exchange.keep_alive:
             self.close()
             return
         self.idle_since = time.monotonic()
+        if self._reject_after is not None and not self.queue:
+            exc, self._reject_after = self._reject_after, None
+            self._send_rejection(exc)
+            return
         if self.queue:
             nxt = self.queue.popleft()
             self.current = nxt
@@ -529,7 +569,10 @@ class ClientConnection(asyncio.Protocol):
             too_slow = elapsed > limits.body_timeout_s and self.body_received / elapsed < limits.min_body_rate_bytes_s
             if stalled or too_slow:
                 exchange = self.parsing
-                log.info("request body too slow: closing", extra={"client_ip": self.peer, "request_id": exchange.request_id})
+                log.info(
+                    "request body too slow: closing",
+                    extra={"client_ip": self.peer, "request_id": exchange.request_id, "trace_id": exchange.trace_id},
+                )
                 if exchange is self.current and not exchange.response_started:
                     exchange.fail(408, "REQUEST_TIMEOUT", close=True, reason="request body too slow")
                     self.close()

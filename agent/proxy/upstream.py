@@ -31,7 +31,6 @@ class UpstreamConnection(asyncio.Protocol):
         "_head_bytes",
         "_headers",
         "_reason",
-        "_reset_parser",
         "closed",
         "exchange",
         "idle_since",
@@ -55,7 +54,6 @@ class UpstreamConnection(asyncio.Protocol):
         self._reason = b""
         self._head_bytes = 0
         self._framed = False
-        self._reset_parser = False
 
     # --- asyncio.Protocol -----------------------------------------------------------------
 
@@ -72,19 +70,16 @@ class UpstreamConnection(asyncio.Protocol):
         client.cork()
         try:
             self.parser.feed_data(data)
-        except httptools.HttpParserError as exc:
+        except (httptools.HttpParserError, UpstreamProtocolError) as exc:
+            # Only an exchange still waiting on this connection hears of it; bytes after a
+            # complete response (a second, unasked-for response) just end the connection.
+            pending = self.exchange
             self.abort()
-            exchange.on_upstream_error(UpstreamProtocolError(str(exc)))
-            return
-        except UpstreamProtocolError as exc:
-            self.abort()
-            exchange.on_upstream_error(exc)
-            return
+            if pending is not None:
+                cause = exc.__context__ if isinstance(exc, httptools.HttpParserCallbackError) else exc
+                pending.on_upstream_error(UpstreamProtocolError(str(cause or exc)))
         finally:
             client.uncork()
-        if self._reset_parser:
-            self._reset_parser = False
-            self.parser = httptools.HttpResponseParser(self)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -104,6 +99,8 @@ class UpstreamConnection(asyncio.Protocol):
     # --- llhttp callbacks -----------------------------------------------------------------
 
     def on_message_begin(self) -> None:
+        if self.exchange is None:
+            raise UpstreamProtocolError("response bytes after the response")
         self._headers = []
         self._reason = b""
         self._head_bytes = 0
@@ -126,18 +123,19 @@ class UpstreamConnection(asyncio.Protocol):
         if status < 200:
             return  # 1xx: never forwarded (the agent answers Expect itself); the final response follows
         exchange = self.exchange
-        assert exchange is not None
+        if exchange is None:
+            raise UpstreamProtocolError("response bytes after the response")
         if exchange.on_response_head(status, self._reason, self._headers, self._framed):
-            # No body will follow (a HEAD response): llhttp cannot be told, so start a fresh parser.
-            self._reset_parser = True
-            self._complete(self.parser.should_keep_alive())
+            # No body follows a HEAD response, and llhttp cannot be told so: the exchange ends
+            # here and the connection is not reused.
+            self._complete(False)
 
     def on_body(self, body: bytes) -> None:
         if self.exchange is not None:
             self.exchange.on_response_body(body)
 
     def on_message_complete(self) -> None:
-        if self.parser.get_status_code() < 200 or self._reset_parser:
+        if self.parser.get_status_code() < 200 or self.exchange is None:
             return
         self._complete(self.parser.should_keep_alive())
 

@@ -9,6 +9,10 @@ Two ways in, both compared in constant time:
   token, never the token itself. A ``POST`` authenticated by the cookie alone must also carry an
   ``Origin`` naming this very host: cookies are not scoped by port, so ``SameSite`` alone would
   let a page on another ``localhost`` port drain the agent (CSRF).
+
+Token or not, a ``POST`` whose ``Origin`` names another origin is refused (403): browsers send
+``Origin`` on every cross-origin ``POST``, so no web page can drain an agent reached through
+``kubectl port-forward``; curl and scripts send none.
 """
 
 from __future__ import annotations
@@ -49,6 +53,11 @@ class AdminAuth:
             return False
         return request.method in _SAFE_METHODS or _is_same_origin(request)
 
+    @staticmethod
+    def is_cross_origin(request: web.Request) -> bool:
+        """A state-changing request a browser sent from another origin."""
+        return request.method not in _SAFE_METHODS and "Origin" in request.headers and not _is_same_origin(request)
+
     def token_matches(self, given: str) -> bool:
         return bool(self._token) and hmac.compare_digest(given.encode(), self._token)
 
@@ -56,9 +65,11 @@ class AdminAuth:
         response.set_cookie(COOKIE_NAME, self._cookie.decode(), path="/", httponly=True, samesite="Strict")
 
     def require(self, handler: Handler) -> Handler:
-        """``handler`` behind the token: 401 JSON (with ``WWW-Authenticate``) otherwise."""
+        """``handler`` behind the token (401 JSON with ``WWW-Authenticate``) and refusing CSRF (403)."""
 
         async def guarded(request: web.Request) -> web.StreamResponse:
+            if self.is_cross_origin(request):
+                return error_response(403, "FORBIDDEN", "Cross-origin requests to the admin listener are refused.")
             if self.allows(request):
                 return await handler(request)
             return unauthorized()

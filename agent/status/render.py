@@ -51,7 +51,14 @@ def history_body(
             for name in history.names()
         },
         "transitions": [
-            {"at": rfc3339(t.at), "check": t.check, "from": str(t.before), "to": str(t.after), "message": t.message}
+            {
+                "at": rfc3339(t.at),
+                "check": t.check,
+                "from": str(t.before),
+                "to": str(t.after),
+                "first_run": t.is_first_run,  # from the fail-closed "pending first check" state
+                "message": t.message,
+            }
             for t in history.transitions()
         ],
         "events": [

@@ -27,6 +27,7 @@ header, main, footer { max-width: 1200px; margin: 0 auto; padding: 12px 16px; }
 h1 { font-size: 20px; margin: 4px 0 12px; display: flex; gap: 8px; align-items: baseline; flex-wrap: wrap; }
 h1 .version { font-size: 13px; font-weight: normal; color: var(--muted); }
 h2 { font-size: 15px; margin: 20px 0 8px; }
+main > h2:first-child { margin-top: 4px; }
 .tiles { display: grid; grid-template-columns: repeat(auto-fit, minmax(150px, 1fr)); gap: 8px; }
 .tile { background: var(--card); border: 1px solid var(--border); border-radius: 8px; padding: 8px 12px; }
 .tile .label { display: block; font-size: 12px; color: var(--muted); text-transform: uppercase; letter-spacing: .04em; }
@@ -46,13 +47,13 @@ h2 { font-size: 15px; margin: 20px 0 8px; }
 .banner.stale { background: var(--fail-bg); border-color: var(--fail); }
 body.is-stale main { opacity: .55; }
 .panel { background: var(--card); border: 1px solid var(--border); border-radius: 8px; overflow: hidden; }
-table { width: 100%; border-collapse: collapse; }
+table { width: 100%; border-collapse: collapse; table-layout: fixed; }
+th.c-name { width: 16%; } th.c-status { width: 9%; } th.c-num { width: 9%; } th.c-runs { width: 34%; }
 th, td { padding: 8px 10px; text-align: left; vertical-align: middle; border-bottom: 1px solid var(--border); }
 th { font-size: 12px; color: var(--muted); font-weight: 600; text-transform: uppercase; letter-spacing: .04em; }
 tbody tr:last-child td { border-bottom: 0; }
-td.name { font-weight: 600; white-space: nowrap; }
+td.name { font-weight: 600; overflow-wrap: anywhere; }
 td.num { font-variant-numeric: tabular-nums; white-space: nowrap; }
-td.timeline { width: 40%; min-width: 180px; }
 td.message { color: var(--muted); word-break: break-word; font-size: 13px; }
 tr[data-status="fail"] td.name { color: var(--fail); }
 .critical { font-size: 11px; color: var(--muted); font-weight: normal; margin-left: 4px; }
@@ -62,11 +63,11 @@ svg.runs rect.run-warn { fill: var(--warn); }
 svg.runs rect.run-fail { fill: var(--fail); }
 svg.runs rect.slot { fill: var(--none-bg); }
 ol.events { list-style: none; margin: 0; padding: 0; }
-ol.events li { padding: 6px 12px; border-bottom: 1px solid var(--border); display: flex; gap: 10px; flex-wrap: wrap; }
+ol.events li { padding: 6px 12px; border-bottom: 1px solid var(--border); }
 ol.events li:last-child { border-bottom: 0; }
-ol.events time { color: var(--muted); font-variant-numeric: tabular-nums; }
-ol.events .what { font-weight: 600; }
-ol.events .message { color: var(--muted); word-break: break-word; flex-basis: 100%; font-size: 13px; }
+ol.events time { color: var(--muted); font-variant-numeric: tabular-nums; margin-right: 10px; }
+ol.events .what { font-weight: 600; margin-right: 8px; }
+ol.events .message { display: block; color: var(--muted); word-break: break-word; font-size: 13px; }
 ol.events li.empty { color: var(--muted); }
 .actions { display: flex; gap: 10px; align-items: center; flex-wrap: wrap; }
 button {
@@ -85,6 +86,6 @@ footer { color: var(--muted); font-size: 13px; display: flex; gap: 14px; flex-wr
   tbody tr:last-child { border-bottom: 0; }
   td { border: 0; padding: 3px 10px; }
   td[data-label]::before { content: attr(data-label) ": "; color: var(--muted); font-size: 12px; }
-  td.timeline { width: 100%; min-width: 0; }
+  td.message:empty { display: none; }
 }
 """

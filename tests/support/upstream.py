@@ -19,12 +19,32 @@ Routes (all JSON):
 * ``GET /status/{code}``     that status, body ``{"code": code}`` (none for 204/304)
 * ``GET /bytes/{n}``         n bytes of ``b"x"`` streamed in 64 KiB chunks
 * ``/api/v1/plans[/{id}]``   a tiny FastAPI-lookalike (404/422/201 bodies)
+
+Routes for the proxy tests (``tests/proxy``); what they saw is counted in ``events``
+(``GET /_control`` returns them, ``UpstreamProcess.events()`` reads them):
+
+* ``GET /cookies``           two ``Set-Cookie`` headers
+* ``GET /redirect``          302 to ``/echo``
+* ``GET /gzip``              a gzip body with ``Content-Encoding: gzip`` whatever was asked; the
+                             request's ``Accept-Encoding`` comes back in ``X-Seen-Accept-Encoding``
+* ``GET /html500``           500 with an HTML body
+* ``GET /fingerprint``       ``Server``, ``X-Powered-By`` and its own ``Content-Security-Policy``
+* ``* /upload``              reads the body as it streams: byte count, sha256, Content-Encoding
+                             (events ``upload_complete`` / ``upload_incomplete``)
+* ``GET /chunked/{n}``       n bytes, chunked (no Content-Length)
+* ``GET /drip?n=&interval_s=``  n chunks of 1 KiB, one per interval (event ``drip_disconnect``
+                             when the peer goes away mid-response)
+* ``GET /hold?delay_s=``     sleeps, returns the peer port; ``hold_max_active`` tracks how many
+                             ran at once
+* ``GET /peer``              the port the request came from (connection reuse)
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import gzip
+import hashlib
 import json
 import os
 import selectors
@@ -56,6 +76,11 @@ class UpstreamState:
     delay_s: float = DEFAULT_DELAY_S
     requests: int = 0
     plans: dict[str, dict[str, Any]] = field(default_factory=dict)
+    events: dict[str, int] = field(default_factory=dict)
+    hold_active: int = 0
+
+    def count(self, event: str, n: int = 1) -> None:
+        self.events[event] = self.events.get(event, 0) + n
 
     def public(self) -> dict[str, Any]:
         """The control state as returned by ``POST /_control``."""
@@ -92,7 +117,7 @@ async def health(request: web.Request) -> web.Response:
 async def control_get(request: web.Request) -> web.Response:
     """Current mode, delay and request counter."""
     state = _state(request)
-    return web.json_response({**state.public(), "requests": state.requests})
+    return web.json_response({**state.public(), "requests": state.requests, "events": state.events})
 
 
 async def control_post(request: web.Request) -> web.Response:
@@ -112,6 +137,8 @@ async def control_post(request: web.Request) -> web.Response:
     except (TypeError, ValueError):
         return web.json_response({"error": "delay_s must be a number"}, status=400)
     state.mode, state.delay_s = mode, delay_s
+    if body.get("reset_events"):
+        state.events.clear()
     return web.json_response(state.public())
 
 
@@ -211,6 +238,127 @@ async def plans_create(request: web.Request) -> web.Response:
     return web.json_response(plan, status=201)
 
 
+# ------------------------------------------------------ proxy-test routes
+GZIP_PAYLOAD = json.dumps({"compressed": True, "pad": "z" * 2000}).encode()
+
+
+async def cookies(request: web.Request) -> web.Response:
+    """Two Set-Cookie headers on one response."""
+    response = web.json_response({"cookies": 2})
+    response.headers.add("Set-Cookie", "a=1; Path=/")
+    response.headers.add("Set-Cookie", "b=2; Path=/; HttpOnly")
+    return response
+
+
+async def redirect(request: web.Request) -> web.Response:
+    return web.Response(status=302, headers={"Location": "/echo"}, text="moved")
+
+
+async def gzipped(request: web.Request) -> web.Response:
+    """Always gzip, so a proxy that decompresses (or asks for it) is caught."""
+    body = gzip.compress(GZIP_PAYLOAD, mtime=0)
+    return web.Response(
+        body=body,
+        headers={
+            "Content-Type": "application/json",
+            "Content-Encoding": "gzip",
+            "X-Seen-Accept-Encoding": request.headers.get("Accept-Encoding", "-"),
+        },
+    )
+
+
+async def html500(request: web.Request) -> web.Response:
+    return web.Response(status=500, text="<html><body>Traceback: secret internals</body></html>", content_type="text/html")
+
+
+async def fingerprint(request: web.Request) -> web.Response:
+    response = web.json_response({"ok": True})
+    response.headers["Server"] = "upstream-secret/1.0"
+    response.headers["X-Powered-By"] = "PHP/5.0"
+    response.headers["Content-Security-Policy"] = "default-src 'none'; upstream-own"
+    return response
+
+
+async def upload(request: web.Request) -> web.Response:
+    """Read the body as it streams; count it and hash it, never hold it."""
+    digest = hashlib.sha256()
+    total = 0
+    state = _state(request)
+    try:
+        async for data in request.content.iter_any():
+            digest.update(data)
+            total += len(data)
+    except Exception:
+        state.count("upload_incomplete")
+        raise
+    if request.content_length is not None and total != request.content_length:
+        state.count("upload_incomplete")
+    else:
+        state.count("upload_complete")
+    return web.json_response(
+        {
+            "bytes": total,
+            "sha256": digest.hexdigest(),
+            "content_encoding": request.headers.get("Content-Encoding"),
+            "chunked": "chunked" in request.headers.get("Transfer-Encoding", ""),
+        }
+    )
+
+
+async def chunked_bytes(request: web.Request) -> web.StreamResponse:
+    total = int(request.match_info["n"])
+    response = web.StreamResponse(headers={"Content-Type": "application/octet-stream"})
+    response.enable_chunked_encoding()
+    await response.prepare(request)
+    remaining = total
+    while remaining > 0:
+        size = min(CHUNK_SIZE, remaining)
+        await response.write(b"y" * size)
+        remaining -= size
+    await response.write_eof()
+    return response
+
+
+async def drip(request: web.Request) -> web.StreamResponse:
+    """Slow chunked response; notes a peer that went away mid-response."""
+    count = int(request.query.get("n", "100"))
+    interval = float(request.query.get("interval_s", "0.05"))
+    state = _state(request)
+    response = web.StreamResponse(headers={"Content-Type": "application/octet-stream"})
+    response.enable_chunked_encoding()
+    await response.prepare(request)
+    try:
+        for _ in range(count):
+            await response.write(b"d" * 1024)
+            await asyncio.sleep(interval)
+        await response.write_eof()
+    except (ConnectionError, asyncio.CancelledError):
+        state.count("drip_disconnect")
+        raise
+    state.count("drip_complete")
+    return response
+
+
+async def hold(request: web.Request) -> web.Response:
+    state = _state(request)
+    state.hold_active += 1
+    state.events["hold_max_active"] = max(state.events.get("hold_max_active", 0), state.hold_active)
+    try:
+        await asyncio.sleep(float(request.query.get("delay_s", "0.2")))
+    finally:
+        state.hold_active -= 1
+    return web.json_response({"peer_port": _peer_port(request)})
+
+
+def _peer_port(request: web.Request) -> int | None:
+    peer = request.transport.get_extra_info("peername") if request.transport is not None else None
+    return peer[1] if isinstance(peer, tuple) else None
+
+
+async def peer(request: web.Request) -> web.Response:
+    return web.json_response({"peer_port": _peer_port(request)})
+
+
 def make_upstream_app() -> web.Application:
     """A fresh app with its own ``UpstreamState`` (mode "healthy")."""
     app = web.Application(middlewares=[_count_requests])
@@ -226,6 +374,16 @@ def make_upstream_app() -> web.Application:
     app.router.add_get("/api/v1/plans", plans_list)
     app.router.add_post("/api/v1/plans", plans_create)
     app.router.add_get("/api/v1/plans/{plan_id}", plans_get)
+    app.router.add_get("/cookies", cookies)
+    app.router.add_get("/redirect", redirect)
+    app.router.add_get("/gzip", gzipped)
+    app.router.add_get("/html500", html500)
+    app.router.add_get("/fingerprint", fingerprint)
+    app.router.add_route("*", "/upload", upload)
+    app.router.add_get("/chunked/{n}", chunked_bytes)
+    app.router.add_get("/drip", drip)
+    app.router.add_get("/hold", hold)
+    app.router.add_get("/peer", peer)
     return app
 
 
@@ -316,6 +474,14 @@ class UpstreamProcess:
     def requests_served(self) -> int:
         """Requests served so far, excluding ``/_control`` ones."""
         return int(self.control()["requests"])
+
+    def events(self) -> dict[str, int]:
+        """What the proxy-test routes saw (``upload_complete``, ``drip_disconnect``, ...)."""
+        return dict(self.control().get("events", {}))
+
+    def reset_events(self) -> None:
+        """Forget ``events`` (and ``hold_max_active``): ``POST /_control {"reset_events": true}``."""
+        self._request_json("POST", "/_control", {"reset_events": True})
 
     def _request_json(self, method: str, path: str, payload: Any = None) -> dict[str, Any]:
         data = None if payload is None else json.dumps(payload).encode()

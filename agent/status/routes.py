@@ -1,0 +1,41 @@
+"""Wires the status page, ``{health prefix}/history`` and ``/admin/drain|undrain`` onto the admin app.
+
+Everything here is behind :class:`~agent.status.auth.AdminAuth` when ``admin.token`` is set, and
+only reads the monitor's snapshot and history (the drain handlers call ``set_draining``).
+"""
+
+from __future__ import annotations
+
+import time
+
+from aiohttp import web
+
+from agent.health.monitor import Monitor
+from agent.health.render import dumps
+from agent.status.auth import AdminAuth
+from agent.status.drain import make_drain_handlers
+from agent.status.page import NO_STORE, add_page_routes
+from agent.status.render import history_body
+
+
+def add_status_routes(
+    app: web.Application, monitor: Monitor, auth: AdminAuth, *, health_prefix: str, metrics_path: str, version: str
+) -> None:
+    async def history(request: web.Request) -> web.StreamResponse:
+        body = history_body(
+            monitor.history,
+            monitor.snapshot,
+            draining=monitor.draining,
+            drain_reason=monitor.drain_reason,
+            version=version,
+            started_at=monitor.started_at,
+            now=time.time(),
+        )
+        return web.Response(body=dumps(body), content_type="application/json", headers=NO_STORE)
+
+    app.router.add_get(f"{health_prefix}/history", auth.require(history), allow_head=True)
+    drain, undrain = make_drain_handlers(monitor)
+    # POST only: aiohttp answers any other method with 405 and ``Allow: POST``.
+    app.router.add_post("/admin/drain", auth.require(drain))
+    app.router.add_post("/admin/undrain", auth.require(undrain))
+    add_page_routes(app, auth, health_path=health_prefix, metrics_path=metrics_path, version=version)

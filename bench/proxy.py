@@ -1,0 +1,901 @@
+"""Proxy-hop benchmark: the agent against HAProxy and nginx doing the same job, in one run.
+
+    python -m bench.proxy [--seconds 10] [--runs 3] [--connections 32]
+
+Starts a static upstream (nginx returning a small JSON body) and, each on its own port in front of
+that same upstream: the agent (request ID, trace context, security headers, JSON access log to a
+file, metrics), HAProxy (request ID + the same 6 security headers, when installed) and nginx as a
+proxy (request ID, the same 6 headers, JSON access log to a file). The proxy under test is pinned to
+one CPU, the upstream and the load generator (wrk, else a small Python one) to another. Rows are
+measured in interleaved rounds, so slow drift in machine load hits every row alike. Prints a table
+and, as the very last line, one JSON object with every number. See bench/README.md.
+
+Everything listens on 127.0.0.1; every wait is bounded; every child process is stopped on exit,
+including on Ctrl-C and SIGTERM.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import ctypes
+import grp
+import http.client
+import json
+import os
+import platform
+import pwd
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+if str(REPO_ROOT) not in sys.path:  # so ``tests.support`` and ``bench`` import when run from elsewhere
+    sys.path.insert(0, str(REPO_ROOT))
+
+from bench.probe import CLK_TCK, Children, LoadGenerator, LoadResult, cpu_ticks, pin_prefix, rss_mib  # noqa: E402
+from tests.support.agent import to_toml  # noqa: E402
+from tests.support.net import free_port  # noqa: E402
+
+START_TIMEOUT_S = 30.0
+WARMUP_S = 1
+PRECHECK_REQUESTS = 200
+IDLE_SETTLE_S = 1.0
+
+BODY = '{"id":1,"name":"plan","status":"active"}'
+PATH = "/v1/plans/1"  # the same path on every row; the upstream answers BODY for any path
+ECHO_PATH = "/__bench/request-headers"  # upstream echoes what it received (pre-check only)
+
+# The 6 headers HAProxy and nginx add (the issue's comparison); values are the agent's defaults.
+SIX_HEADERS = (
+    "X-Content-Type-Options",
+    "X-Frame-Options",
+    "Referrer-Policy",
+    "Content-Security-Policy",
+    "Cross-Origin-Opener-Policy",
+    "Cross-Origin-Resource-Policy",
+)
+_FALLBACK_VALUES = {
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+    "Content-Security-Policy": "default-src 'self'; form-action 'self'; base-uri 'self'; object-src 'none'; "
+    "frame-ancestors 'none'; upgrade-insecure-requests",
+    "Cross-Origin-Opener-Policy": "same-origin",
+    "Cross-Origin-Resource-Policy": "same-origin",
+}
+
+
+def security_header_values() -> dict[str, str]:
+    try:
+        from agent.config import DEFAULT_SECURITY_HEADERS
+
+        defaults = {name.lower(): value for name, value in DEFAULT_SECURITY_HEADERS}
+    except Exception:  # pragma: no cover - the agent is being edited; fall back to the known values
+        defaults = {}
+    return {name: defaults.get(name.lower(), _FALLBACK_VALUES[name]) for name in SIX_HEADERS}
+
+
+# ------------------------------------------------------------------ process hygiene
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:  # runs in the child between fork and exec
+    """If this benchmark is SIGKILLed, its children get SIGTERM instead of living on."""
+    with contextlib.suppress(Exception):
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+
+
+def _raise_keyboard_interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and all its descendants (nginx: master + workers)."""
+    try:
+        proc = psutil.Process(pid)
+        return [pid, *(child.pid for child in proc.children(recursive=True))]
+    except psutil.NoSuchProcess:
+        return []
+
+
+def tree_ticks(pids: list[int]) -> int:
+    total = 0
+    for pid in pids:
+        try:
+            total += cpu_ticks(pid)
+        except (FileNotFoundError, ProcessLookupError) as exc:
+            raise RuntimeError(f"process {pid} disappeared during the benchmark") from exc
+    return total
+
+
+def cpu_stat(cpu: int | None) -> tuple[int, int, int]:
+    """(busy, total, steal) jiffies of one CPU (or all CPUs when unpinned) from /proc/stat."""
+    name = "cpu" if cpu is None else f"cpu{cpu}"
+    for line in Path("/proc/stat").read_text().splitlines():
+        parts = line.split()
+        if parts[0] == name:
+            user, nice, system, idle, iowait, irq, softirq, steal = (int(x) for x in parts[1:9])
+            busy = user + nice + system + irq + softirq + steal
+            return busy, busy + idle + iowait, steal
+    raise RuntimeError(f"{name} not in /proc/stat")
+
+
+class Fail(RuntimeError):
+    """A check failed: the numbers would be meaningless."""
+
+
+# ------------------------------------------------------------------------ HTTP utils
+def http_get(port: int, path: str, timeout: float = 2.0) -> tuple[int, dict[str, str], bytes] | None:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        conn.request("GET", path)
+        resp = conn.getresponse()
+        return resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read()
+    except OSError:
+        return None
+    finally:
+        conn.close()
+
+
+def wait_for(name: str, proc: subprocess.Popen[bytes], port: int, path: str, log: Path) -> float:
+    started = time.monotonic()
+    while time.monotonic() - started < START_TIMEOUT_S:
+        if proc.poll() is not None:
+            raise Fail(f"{name} exited {proc.returncode} before answering:\n{_tail(log)}")
+        got = http_get(port, path, timeout=0.5)
+        if got is not None and got[0] == 200:
+            return time.monotonic() - started
+        time.sleep(0.01)
+    raise Fail(f"{name} did not answer 200 on {path} within {START_TIMEOUT_S:.0f} s:\n{_tail(log)}")
+
+
+def _tail(path: Path, limit: int = 3000) -> str:
+    try:
+        return path.read_text(errors="replace")[-limit:]
+    except OSError:
+        return "(no log)"
+
+
+# ------------------------------------------------------------------------- configs
+def nginx_user_line() -> str:
+    """Workers as nobody when we are root (nginx refuses nothing, but root workers are needless)."""
+    if os.geteuid() != 0:
+        return ""
+    try:
+        nobody = pwd.getpwnam("nobody")
+        return f"user nobody {grp.getgrgid(nobody.pw_gid).gr_name};"
+    except KeyError:
+        return "user root;"
+
+
+def _nginx_common(d: Path) -> str:
+    return f"""worker_processes 1;
+{nginx_user_line()}
+pid {d}/nginx.pid;
+error_log {d}/error.log warn;
+events {{ worker_connections 4096; }}
+"""
+
+
+def _nginx_temp_paths(d: Path) -> str:
+    # Never the packaged defaults under /var/lib/nginx.
+    return "\n".join(f"  {kind}_temp_path {d}/{kind}_temp;" for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
+
+
+def upstream_nginx_conf(d: Path, port: int) -> str:
+    return (
+        _nginx_common(d)
+        + f"""http {{
+{_nginx_temp_paths(d)}
+  access_log off;
+  types {{ }}
+  default_type application/json;
+  keepalive_requests 1000000;   # proxies keep their upstream connections for the whole run
+  keepalive_timeout 75s;
+  server {{
+    listen 127.0.0.1:{port};
+    location = {ECHO_PATH} {{
+      return 200 '{{"x_request_id":"$http_x_request_id","traceparent":"$http_traceparent"}}';
+    }}
+    location / {{
+      return 200 '{BODY}';
+    }}
+  }}
+}}
+"""
+    )
+
+
+def proxy_nginx_conf(d: Path, port: int, upstream_port: int, headers: dict[str, str]) -> str:
+    add = "\n".join(f'      add_header {name} "{value}" always;' for name, value in headers.items())
+    log_format = (
+        '{"time":"$time_iso8601","request_id":"$request_id","remote_addr":"$remote_addr",'
+        '"method":"$request_method","path":"$uri","query":"$args","status":$status,'
+        '"bytes_sent":$body_bytes_sent,"duration_s":$request_time,"upstream_s":"$upstream_response_time",'
+        '"user_agent":"$http_user_agent"}'
+    )
+    return (
+        _nginx_common(d)
+        + f"""http {{
+{_nginx_temp_paths(d)}
+  types {{ }}
+  default_type application/octet-stream;
+  server_tokens off;
+  keepalive_requests 1000000;
+  keepalive_timeout 75s;
+  log_format json escape=json '{log_format}';
+  access_log {d}/access.log json buffer=64k flush=1s;
+  upstream app {{
+    server 127.0.0.1:{upstream_port};
+    keepalive 64;
+    keepalive_requests 1000000;
+    keepalive_timeout 75s;
+  }}
+  server {{
+    listen 127.0.0.1:{port};
+    location / {{
+      proxy_pass http://app;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_set_header Host $host;
+      proxy_set_header X-Request-ID $request_id;
+      proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+      proxy_set_header X-Forwarded-Proto $scheme;
+      proxy_hide_header Server;
+      add_header X-Request-ID $request_id always;
+{add}
+    }}
+  }}
+}}
+"""
+    )
+
+
+def haproxy_conf(port: int, upstream_port: int, headers: dict[str, str]) -> str:
+    set_headers = "\n".join(f'  http-response set-header {name} "{value}"' for name, value in headers.items())
+    return f"""global
+  nbthread 1
+  maxconn 4096
+
+defaults
+  mode http
+  option http-keep-alive
+  option forwardfor
+  timeout connect 2s
+  timeout client 75s
+  timeout server 30s
+  timeout http-keep-alive 75s
+
+frontend main
+  bind 127.0.0.1:{port}
+  unique-id-format %[uuid()]
+  unique-id-header X-Request-ID
+  http-request set-header X-Forwarded-Proto http
+  http-response set-header X-Request-ID %[unique-id]
+{set_headers}
+  http-response del-header Server
+  default_backend app
+
+backend app
+  http-reuse always
+  server app1 127.0.0.1:{upstream_port}
+"""
+
+
+def agent_config(upstream_port: int, port: int, admin_port: int) -> dict[str, Any]:
+    """Defaults (access log on, metrics, all default headers) except ports, checks, fast drain."""
+    return {
+        "server": {"listen": f"127.0.0.1:{port}", "drain_delay_s": 0.0, "shutdown_timeout_s": 2.0},
+        "admin": {"listen": f"127.0.0.1:{admin_port}"},
+        "upstream": {"url": f"http://127.0.0.1:{upstream_port}"},
+        "checks": {
+            "upstream": {"type": "http", "path": "/"},
+            "disk": {"enabled": False},
+            "database": {"enabled": False},  # even when DATABASE_URL is set in this environment
+        },
+    }
+
+
+# ---------------------------------------------------------------------- processes
+@dataclass
+class Service:
+    name: str
+    proc: subprocess.Popen[bytes]
+    port: int
+    log: Path
+    pids: list[int] = field(default_factory=list)  # process tree whose CPU is counted
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+
+def spawn(
+    children: Children, argv: list[str], log: Path, cwd: Path, env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
+    with log.open("ab") as out:
+        return children.popen(
+            argv,
+            cwd=cwd,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            preexec_fn=_die_with_parent,
+        )
+
+
+def start_nginx(children: Children, workdir: Path, name: str, conf: Callable[[Path], str], port: int, cpu: int | None) -> Service:
+    d = workdir / name
+    d.mkdir(mode=0o755)
+    (d / "nginx.conf").write_text(conf(d))
+    log = d / "stdout.log"
+    argv = [*pin_prefix(cpu), "nginx", "-p", str(d), "-e", str(d / "error.log"), "-c", str(d / "nginx.conf"), "-g", "daemon off;"]
+    proc = spawn(children, argv, log, d)
+    wait_for(name, proc, port, "/", d / "error.log")
+    service = Service(name, proc, port, d / "error.log")
+    service.pids = process_tree(proc.pid)
+    if len(service.pids) < 2:
+        raise Fail(f"{name}: expected an nginx master and a worker, found pids {service.pids}")
+    return service
+
+
+def start_haproxy(
+    children: Children, workdir: Path, port: int, upstream_port: int, headers: dict[str, str], cpu: int | None
+) -> Service:
+    d = workdir / "haproxy"
+    d.mkdir(mode=0o755)
+    cfg = d / "haproxy.cfg"
+    cfg.write_text(haproxy_conf(port, upstream_port, headers))
+    check = subprocess.run(["haproxy", "-c", "-f", str(cfg)], capture_output=True, text=True, timeout=10)
+    if check.returncode != 0:
+        raise Fail(f"haproxy rejected its config:\n{check.stdout}{check.stderr}")
+    log = d / "haproxy.log"
+    proc = spawn(children, [*pin_prefix(cpu), "haproxy", "-f", str(cfg), "-db"], log, d)
+    wait_for("haproxy", proc, port, "/", log)
+    service = Service("haproxy", proc, port, log)
+    service.pids = process_tree(proc.pid)
+    return service
+
+
+@dataclass
+class AgentService(Service):
+    admin_port: int = 0
+    ready_s: float = 0.0
+
+
+def start_agent(children: Children, workdir: Path, upstream_port: int, cpu: int | None) -> AgentService:
+    d = workdir / "agent"
+    d.mkdir(mode=0o755)
+    port, admin_port = free_port(), free_port()
+    config_path = d / "agent.toml"
+    config_path.write_text(to_toml(agent_config(upstream_port, port, admin_port)))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AGENT_") and k != "DATABASE_URL"}
+    env["PYTHONPATH"] = str(REPO_ROOT)
+    log = d / "agent.log"  # stdout (access log + app log) to a file: what production does with it
+    proc = spawn(children, [*pin_prefix(cpu), sys.executable, "-m", "agent", "run", "-c", str(config_path)], log, d, env)
+    ready_s = wait_for("agent", proc, port, "/health/ready", log)
+    service = AgentService("agent", proc, port, log, admin_port=admin_port, ready_s=ready_s)
+    service.pids = process_tree(proc.pid)
+    return service
+
+
+# ------------------------------------------------------------------------ pre-check
+def precheck(row: Row, headers: dict[str, str], upstream_port: int) -> None:
+    """PRECHECK_REQUESTS sequential keep-alive requests: every one 200 with the expected body and
+    headers; then one request to the upstream's echo path to see what the proxy forwarded."""
+    conn = http.client.HTTPConnection("127.0.0.1", row.port, timeout=5)
+    problems: list[str] = []
+    ids: set[str] = set()
+    try:
+        for i in range(PRECHECK_REQUESTS):
+            conn.request("GET", row.path)
+            resp = conn.getresponse()
+            body = resp.read()
+            got = {k.lower(): v for k, v in resp.getheaders()}
+            if resp.status != 200:
+                problems.append(f"request {i}: status {resp.status}, body {body[:200]!r}")
+                break
+            if row.kind == "health":
+                continue
+            if body.decode(errors="replace") != BODY:
+                problems.append(f"request {i}: body {body[:200]!r}, expected {BODY!r}")
+                break
+            if row.kind != "proxy":
+                continue
+            rid = got.get("x-request-id", "")
+            if not rid:
+                problems.append(f"request {i}: no X-Request-ID in the response")
+            ids.add(rid)
+            for name, value in headers.items():
+                if got.get(name.lower()) != value:
+                    problems.append(f"request {i}: {name} is {got.get(name.lower())!r}, expected {value!r}")
+            if row.key == "agent" and "server" in got:
+                problems.append(f"request {i}: Server header not removed: {got['server']!r}")
+            if problems:
+                break
+    except (OSError, http.client.HTTPException) as exc:
+        problems.append(f"connection failed: {exc!r}")
+    finally:
+        conn.close()
+    if row.kind == "proxy" and not problems and len(ids) != PRECHECK_REQUESTS:
+        problems.append(f"X-Request-ID not unique per request: {len(ids)} distinct in {PRECHECK_REQUESTS} responses")
+    if row.kind == "proxy" and not problems:
+        got_echo = http_get(row.port, ECHO_PATH)
+        if got_echo is None or got_echo[0] != 200:
+            problems.append(f"echo request failed: {got_echo!r}")
+        else:
+            seen = json.loads(got_echo[2])
+            rid = got_echo[1].get("x-request-id", "")
+            if seen.get("x_request_id") != rid:
+                problems.append(f"upstream saw X-Request-ID {seen.get('x_request_id')!r}, client got {rid!r}")
+            if row.key == "agent":
+                tp = seen.get("traceparent", "")
+                if len(tp.split("-")) != 4:
+                    problems.append(f"upstream saw no valid traceparent from the agent: {tp!r}")
+    if problems:
+        raise Fail(f"pre-check of {row.name} ({row.url}) failed:\n  " + "\n  ".join(problems[:10]))
+
+
+# ---------------------------------------------------------------------------- rows
+@dataclass
+class Run:
+    load: LoadResult
+    proxy_us_per_req: float | None
+    proxy_cpu_pct: float | None
+    upstream_us_per_req: float
+    cpu0_other_pct: float
+    load_cpu_busy_pct: float
+    steal_pct: float
+
+
+@dataclass
+class Row:
+    key: str
+    name: str
+    kind: str  # "proxy", "direct" or "health"
+    port: int
+    path: str
+    service: Service | None  # whose CPU is counted; None for the direct row
+    runs: list[Run] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}{self.path}"
+
+    def summary(self) -> dict[str, Any]:
+        med = statistics.median
+        rps = [r.load.rps for r in self.runs]
+        proxy_us = [r.proxy_us_per_req for r in self.runs if r.proxy_us_per_req is not None]
+        proxy_pct = [r.proxy_cpu_pct for r in self.runs if r.proxy_cpu_pct is not None]
+        return {
+            "key": self.key,
+            "name": self.name,
+            "url": self.url,
+            "rps_runs": [round(x, 1) for x in rps],
+            "rps_median": round(med(rps), 1),
+            "rps_spread_pct": round((max(rps) - min(rps)) / med(rps) * 100, 1) if med(rps) else None,
+            "p50_ms": round(med(r.load.p50_ms for r in self.runs), 3),
+            "p99_ms": round(med(r.load.p99_ms for r in self.runs), 3),
+            "proxy_cpu_us_per_req_runs": [round(x, 2) for x in proxy_us],
+            "proxy_cpu_us_per_req": round(med(proxy_us), 2) if proxy_us else None,
+            "proxy_cpu_pct": round(med(proxy_pct), 1) if proxy_pct else None,
+            "upstream_cpu_us_per_req": round(med(r.upstream_us_per_req for r in self.runs), 2),
+            "cpu0_other_pct_max": round(max(r.cpu0_other_pct for r in self.runs), 1),
+            "load_cpu_busy_pct": round(med(r.load_cpu_busy_pct for r in self.runs), 1),
+            "steal_pct_max": round(max(r.steal_pct for r in self.runs), 1),
+            "errors": sum(r.load.errors for r in self.runs),
+            "requests": sum(r.load.requests for r in self.runs),
+        }
+
+
+def measure_once(row: Row, load: LoadGenerator, upstream: Service, proxy_cpu: int | None, load_cpu: int | None) -> Run:
+    pids = row.service.pids if row.service else []
+    p0, u0 = tree_ticks(pids), tree_ticks(upstream.pids)
+    c0, s0 = cpu_stat(proxy_cpu), cpu_stat(load_cpu)
+    result = load.run(row.url)
+    p1, u1 = tree_ticks(pids), tree_ticks(upstream.pids)
+    c1, s1 = cpu_stat(proxy_cpu), cpu_stat(load_cpu)
+    done = max(result.requests, 1)
+    proxy_ticks = p1 - p0
+    cpu0_total = max(c1[1] - c0[1], 1)
+    return Run(
+        load=result,
+        proxy_us_per_req=proxy_ticks / CLK_TCK * 1e6 / done if pids else None,
+        proxy_cpu_pct=proxy_ticks / CLK_TCK / result.duration_s * 100 if pids else None,
+        upstream_us_per_req=(u1 - u0) / CLK_TCK * 1e6 / done,
+        # Busy time on the proxy's CPU not charged to the proxy: other processes, interrupts, steal.
+        cpu0_other_pct=max(0.0, (c1[0] - c0[0]) - proxy_ticks) / cpu0_total * 100,
+        # Near 100 % with the proxy below 100 %: the load side (wrk + upstream) limits the rate.
+        load_cpu_busy_pct=(s1[0] - s0[0]) / max(s1[1] - s0[1], 1) * 100,
+        steal_pct=((c1[2] - c0[2]) + (s1[2] - s0[2])) / max(cpu0_total + (s1[1] - s0[1]), 1) * 100,
+    )
+
+
+# ------------------------------------------------------------------------- output
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return round(a / b, 2) if a is not None and b else None
+
+
+def render_table(meta: dict[str, Any], rows: list[dict[str, Any]], extra: dict[str, Any]) -> str:
+    lines = [
+        f"sidecar-agent proxy benchmark — {meta['loadgen']} -t1 -c{meta['connections']} -d{meta['seconds']}s, "
+        f"{meta['runs']} interleaved rounds; GET {PATH} -> nginx static JSON ({len(BODY)} B)",
+        f"proxy under test on CPU {meta['proxy_cpu']}, upstream nginx + load generator on CPU {meta['load_cpu']}; "
+        f"{meta['cpus']} CPUs; Python {meta['python']} ({meta['event_loop']}); agent {meta['agent_version']}; "
+        f"{meta['haproxy']}; {meta['nginx']}",
+        "",
+    ]
+    header = (
+        "row",
+        "requests/s per run",
+        "median r/s",
+        "p50 ms",
+        "p99 ms",
+        "proxy µs/req",
+        "÷HAProxy",
+        "÷nginx",
+        "proxy CPU%",
+        "upstr µs/req",
+        "proxy-CPU other%",
+        "load-CPU busy%",
+        "errors",
+    )
+    by_key = {r["key"]: r for r in rows}
+    hap = by_key.get("haproxy", {}).get("proxy_cpu_us_per_req")
+    ngx = by_key.get("nginx", {}).get("proxy_cpu_us_per_req")
+
+    def num(v: float | None, fmt: str) -> str:
+        return "-" if v is None else format(v, fmt)
+
+    body = []
+    for r in rows:
+        us = r["proxy_cpu_us_per_req"]
+        proxyish = r["kind"] == "proxy"
+        body.append(
+            (
+                r["name"],
+                " / ".join(f"{x:.0f}" for x in r["rps_runs"]),
+                f"{r['rps_median']:.0f}",
+                f"{r['p50_ms']:.2f}",
+                f"{r['p99_ms']:.2f}",
+                num(us, ".1f"),
+                num(_ratio(us, hap) if proxyish else None, ".2f"),
+                num(_ratio(us, ngx) if proxyish else None, ".2f"),
+                num(r["proxy_cpu_pct"], ".0f"),
+                f"{r['upstream_cpu_us_per_req']:.1f}",
+                f"{r['cpu0_other_pct_max']:.1f}",
+                f"{r['load_cpu_busy_pct']:.0f}",
+                str(r["errors"]),
+            )
+        )
+    widths = [max(len(h), *(len(b[i]) for b in body)) for i, h in enumerate(header)]
+
+    def fmt(cells: tuple[str, ...]) -> str:
+        return "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths, strict=True)))
+
+    lines.append(fmt(header))
+    lines.append("  ".join("-" * w for w in widths))
+    lines.extend(fmt(b) for b in body)
+    lines.append("")
+    lines.append(
+        f"agent RSS: {extra['agent_rss_idle_mib']:.1f} MiB idle after start, "
+        f"{extra['agent_rss_after_mib']:.1f} MiB after all load; "
+        f"start -> ready {extra['agent_ready_s'] * 1000:.0f} ms"
+    )
+    lines.append(
+        f"agent access log: {extra['agent_access_lines']} lines for {extra['agent_proxied_requests']} proxied requests; "
+        f"metrics: agent_http_requests_total = {_metrics_text(extra['agent_metrics_requests'])}"
+        + ("" if extra["agent_metrics_requests"] else " — proxied requests are NOT counted in the metrics")
+        + f"; agent log warnings/errors: {extra['agent_log_warnings']}"
+    )
+    lines.extend(f"  agent log: {text}" for text in extra["agent_log_warnings_first"])
+    t = extra["targets"]
+    ratio = t["agent_vs_haproxy_cpu_ratio"]
+    lines.append(
+        "targets: agent µs/req ≤ 2.5 × HAProxy's: "
+        + ("n/a (HAProxy not installed)" if ratio is None else f"{ratio:.2f}× — {'met' if ratio <= 2.5 else 'NOT met'}")
+        + (
+            f" (per-round ratios: {', '.join(f'{x:.2f}' for x in t['agent_vs_haproxy_cpu_ratio_rounds'])}; "
+            f"their median {statistics.median(t['agent_vs_haproxy_cpu_ratio_rounds']):.2f})"
+            if t["agent_vs_haproxy_cpu_ratio_rounds"]
+            else ""
+        )
+        + f"; /health/ready ≥ 25,000 r/s: {t['ready_rps']:,.0f} — {'met' if t['ready_rps'] >= 25_000 else 'NOT met'}"
+    )
+    n = extra["noise"]
+    lines.append(
+        f"noise: r/s spread (max-min)/median per row: {', '.join(f'{k} {v:.1f}%' for k, v in n['rps_spread_pct'].items())}; "
+        f"max busy on CPU {meta['proxy_cpu']} not charged to the proxy {n['cpu0_other_pct_max']:.1f}%; "
+        f"max steal {n['steal_pct_max']:.1f}%; loadavg {n['loadavg_before']} -> {n['loadavg_after']}"
+    )
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------- main
+def plan_cpus() -> tuple[int | None, int | None]:
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2 or shutil.which("taskset") is None:
+        return None, None
+    return cpus[0], cpus[1]
+
+
+def scrape_requests_total(admin_port: int) -> float | None:
+    got = http_get(admin_port, "/metrics", timeout=5)
+    if got is None or got[0] != 200:
+        return None
+    total = 0.0
+    for line in got[2].decode(errors="replace").splitlines():
+        if line.startswith("agent_http_requests_total{"):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def progress(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+def run(args: argparse.Namespace, children: Children, workdir: Path) -> dict[str, Any]:
+    if shutil.which("nginx") is None:
+        raise SystemExit("nginx is needed for the upstream: apt-get install -y nginx")
+    have_haproxy = shutil.which("haproxy") is not None
+    loadgen_kind = "wrk" if args.loadgen == "wrk" or (args.loadgen == "auto" and shutil.which("wrk")) else "python"
+    if loadgen_kind == "wrk" and shutil.which("wrk") is None:
+        raise SystemExit("--loadgen wrk given but wrk is not installed")
+    proxy_cpu, load_cpu = plan_cpus()
+    headers = security_header_values()
+    loadavg_before = Path("/proc/loadavg").read_text().split()[0]
+
+    progress("starting upstream nginx ...")
+    up_port = free_port()
+    upstream = start_nginx(children, workdir, "upstream", lambda d: upstream_nginx_conf(d, up_port), up_port, load_cpu)
+
+    progress("starting agent ...")
+    agent = start_agent(children, workdir, up_port, proxy_cpu)
+    time.sleep(IDLE_SETTLE_S)
+    agent_rss_idle = rss_mib(agent.proc.pid)
+    if len(agent.pids) != 1:
+        progress(f"note: the agent has child processes {agent.pids[1:]}; their CPU is counted too")
+
+    rows = [Row("agent", "agent (proxied)", "proxy", agent.port, PATH, agent)]
+    if have_haproxy:
+        progress("starting HAProxy ...")
+        hap_port = free_port()
+        hap = start_haproxy(children, workdir, hap_port, up_port, headers, proxy_cpu)
+        rows.append(Row("haproxy", "HAProxy (proxied)", "proxy", hap_port, PATH, hap))
+    else:
+        progress("HAProxy not installed: its row is skipped (apt-get install -y haproxy)")
+    progress("starting nginx as a proxy ...")
+    ngx_port = free_port()
+    ngx = start_nginx(
+        children, workdir, "nginx-proxy", lambda d: proxy_nginx_conf(d, ngx_port, up_port, headers), ngx_port, proxy_cpu
+    )
+    rows.append(Row("nginx", "nginx (proxied)", "proxy", ngx_port, PATH, ngx))
+    rows.append(Row("direct", "direct to upstream", "direct", up_port, PATH, None))
+    rows.append(Row("ready", "agent /health/ready", "health", agent.port, "/health/ready", agent))
+
+    progress("pre-check: status, body, request ID, trace context and security headers ...")
+    for row in rows:
+        precheck(row, headers, up_port)
+
+    load = LoadGenerator(children, loadgen_kind, args.connections, args.seconds, load_cpu)
+    warm = LoadGenerator(children, loadgen_kind, args.connections, WARMUP_S, load_cpu)
+    warmup_requests: dict[str, int] = {}
+    for row in rows:
+        progress(f"warm-up {WARMUP_S} s: {row.name}")
+        result = warm.run(row.url)
+        warmup_requests[row.key] = result.requests
+        if result.errors:
+            raise Fail(f"warm-up of {row.name}: {result.errors} errors (non-2xx/3xx or socket) in {result.requests} requests")
+
+    services = [agent, upstream, ngx, *([rows[1].service] if have_haproxy else [])]
+    for round_no in range(1, args.runs + 1):
+        for row in rows:
+            progress(f"round {round_no}/{args.runs}: {row.name} ...")
+            row.runs.append(measure_once(row, load, upstream, proxy_cpu, load_cpu))
+            for service in services:
+                if service is not None and not service.alive():
+                    raise Fail(f"{service.name} died during {row.name!r} (exit {service.proc.returncode}):\n{_tail(service.log)}")
+
+    agent_rss_after = rss_mib(agent.proc.pid)
+    time.sleep(1.5)  # the agent's access log is batched; let the last batch reach the file
+    # Every request to PATH the agent answered: pre-check, warm-up and measured runs (wrk counts only
+    # completed responses, so the log may hold up to `connections` more lines per load run).
+    agent_proxied = PRECHECK_REQUESTS + warmup_requests["agent"] + sum(r.load.requests for r in rows[0].runs)
+    agent_access_lines, agent_log_problems, agent_log_first = _scan_agent_log(agent.log)
+    metrics_total = scrape_requests_total(agent.admin_port)
+    ready_after = http_get(agent.port, "/health/ready")
+
+    summaries = [row.summary() | {"kind": row.kind} for row in rows]
+    by_key = {s["key"]: s for s in summaries}
+    agent_us = by_key["agent"]["proxy_cpu_us_per_req"]
+    hap_us = by_key.get("haproxy", {}).get("proxy_cpu_us_per_req")
+    ngx_us = by_key["nginx"]["proxy_cpu_us_per_req"]
+    rounds_ratio = (
+        [
+            round(a.proxy_us_per_req / h.proxy_us_per_req, 2)
+            for a, h in zip(rows[0].runs, rows[1].runs, strict=True)
+            if a.proxy_us_per_req and h.proxy_us_per_req
+        ]
+        if have_haproxy
+        else []
+    )
+    all_runs = [run_ for row in rows for run_ in row.runs]
+    meta = {
+        "seconds": args.seconds,
+        "connections": args.connections,
+        "runs": args.runs,
+        "loadgen": loadgen_kind,
+        "proxy_cpu": proxy_cpu if proxy_cpu is not None else "unpinned",
+        "load_cpu": load_cpu if load_cpu is not None else "unpinned",
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "event_loop": _event_loop(),
+        "agent_version": _agent_version(),
+        "haproxy": _version(["haproxy", "-v"]) if have_haproxy else "HAProxy not installed",
+        "nginx": _version(["nginx", "-v"]),
+        "clk_tck": CLK_TCK,
+        "path": PATH,
+        "body_bytes": len(BODY),
+    }
+    extra: dict[str, Any] = {
+        "agent_rss_idle_mib": round(agent_rss_idle, 1),
+        "agent_rss_after_mib": round(agent_rss_after, 1),
+        "agent_ready_s": round(agent.ready_s, 3),
+        "agent_access_lines": agent_access_lines,
+        "agent_log_warnings": agent_log_problems,
+        "agent_log_warnings_first": agent_log_first,
+        "agent_proxied_requests": agent_proxied,
+        "agent_metrics_requests": metrics_total,
+        "agent_ready_after_load": ready_after[0] if ready_after else None,
+        "ratios": {
+            "agent_vs_haproxy_cpu": _ratio(agent_us, hap_us),
+            "agent_vs_nginx_cpu": _ratio(agent_us, ngx_us),
+            "agent_vs_haproxy_rps": _ratio(by_key["agent"]["rps_median"], by_key.get("haproxy", {}).get("rps_median")),
+            "agent_vs_nginx_rps": _ratio(by_key["agent"]["rps_median"], by_key["nginx"]["rps_median"]),
+        },
+        "targets": {
+            "agent_vs_haproxy_cpu_ratio": _ratio(agent_us, hap_us),
+            "agent_vs_haproxy_cpu_ratio_rounds": rounds_ratio,
+            "agent_vs_haproxy_cpu_ratio_max": 2.5,
+            "ready_rps": by_key["ready"]["rps_median"],
+            "ready_rps_min": 25_000,
+        },
+        "noise": {
+            "rps_spread_pct": {s["key"]: s["rps_spread_pct"] for s in summaries},
+            "cpu0_other_pct_max": round(max(r.cpu0_other_pct for r in all_runs), 1),
+            "steal_pct_max": round(max(r.steal_pct for r in all_runs), 1),
+            "loadavg_before": loadavg_before,
+            "loadavg_after": Path("/proc/loadavg").read_text().split()[0],
+        },
+    }
+    return {
+        "bench": "sidecar-agent/proxy",
+        "meta": meta,
+        "rows": summaries,
+        **extra,
+        "_table": render_table(meta, summaries, extra),
+    }
+
+
+def _metrics_text(value: float | None) -> str:
+    return "no answer from the admin /metrics" if value is None else f"{value:.0f}"
+
+
+def _scan_agent_log(log: Path) -> tuple[int, int, list[str]]:
+    """(access-log lines for PATH, warning/error lines, the first few of those) in the agent's stdout."""
+    access = problems = 0
+    first: list[str] = []
+    path = PATH.encode()
+    with log.open("rb") as f:
+        for line in f:
+            if b'"logger":"agent.access"' in line:
+                access += path in line
+            elif (
+                b'"level":"WARNING"' in line
+                or b'"level":"ERROR"' in line
+                or b'"level":"CRITICAL"' in line
+                or not line.startswith(b"{")
+            ):
+                if b"draining" in line:  # the agent's own SIGTERM drain (not during the measurement)
+                    continue
+                problems += 1
+                if len(first) < 3:
+                    first.append(line.decode(errors="replace").strip()[:300])
+    return access, problems, first
+
+
+def _version(argv: list[str]) -> str:
+    try:
+        out = subprocess.run(argv, capture_output=True, text=True, timeout=5)
+        text = (out.stdout or out.stderr).splitlines()[0]
+    except (OSError, subprocess.SubprocessError, IndexError):
+        return "?"
+    return text.split(" - ")[0].replace("nginx version: ", "").strip()
+
+
+def _event_loop() -> str:
+    try:
+        import uvloop  # noqa: F401
+
+        return "uvloop"
+    except ImportError:
+        return "asyncio"
+
+
+def _agent_version() -> str:
+    try:
+        from agent import __version__
+
+        return __version__
+    except Exception:  # pragma: no cover - informational only
+        return "?"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.proxy", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=int, default=10, help="duration of each load run (default 10)")
+    parser.add_argument("--connections", type=int, default=32, help="concurrent keep-alive connections (default 32)")
+    parser.add_argument("--runs", type=int, default=3, help="interleaved rounds; every row runs once per round (default 3)")
+    parser.add_argument("--loadgen", choices=("auto", "wrk", "python"), default="auto", help="default: wrk if installed")
+    parser.add_argument("--json-out", type=Path, help="also write the JSON result to this file")
+    parser.add_argument("--keep-workdir", action="store_true", help="keep the temp dir (configs, logs) for inspection")
+    args = parser.parse_args(argv)
+    if args.seconds < 1 or args.connections < 1 or args.runs < 1:
+        parser.error("--seconds, --connections and --runs must be >= 1")
+
+    children = Children()
+    # Explicit handlers: a SIGINT inherited as "ignored" (background jobs) must still stop us.
+    previous = {sig: signal.signal(sig, _raise_keyboard_interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
+    workdir = Path(tempfile.mkdtemp(prefix="bench-proxy-"))
+    workdir.chmod(0o755)  # nginx workers run as nobody
+    try:
+        result = run(args, children, workdir)
+    except KeyboardInterrupt:
+        print("\ninterrupted: stopping every child process", file=sys.stderr)
+        return 130
+    except Fail as exc:
+        print(f"\nFAILED: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        children.stop_all()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        if args.keep_workdir:
+            print(f"work dir kept: {workdir}", file=sys.stderr)
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+    table = result.pop("_table")
+    print(table)
+    status = 0
+    bad = [r["name"] for r in result["rows"] if r["errors"]]
+    if bad:
+        print(f"WARNING: errors (non-2xx/3xx or socket) during the measured runs of: {', '.join(bad)}", file=sys.stderr)
+        status = 1
+    if not result["agent_metrics_requests"]:
+        print("WARNING: the agent's /metrics does not count the proxied requests (metrics not wired?)", file=sys.stderr)
+    if result["agent_access_lines"] < result["agent_proxied_requests"]:
+        print("WARNING: fewer agent access-log lines than proxied requests", file=sys.stderr)
+    if result["agent_ready_after_load"] != 200:
+        print(f"WARNING: /health/ready answered {result['agent_ready_after_load']} after the load", file=sys.stderr)
+        status = 1
+    line = json.dumps(result, separators=(",", ":"))
+    if args.json_out:
+        args.json_out.parent.mkdir(parents=True, exist_ok=True)
+        args.json_out.write_text(line + "\n")
+    print(line)
+    return status
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

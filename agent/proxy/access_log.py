@@ -1,8 +1,9 @@
 """The access log of the main listener: one JSON line per request, written in batches.
 
 Lines are rendered like every other log line (``agent.logs.record_fields`` keys) but skip the
-``logging`` machinery: they are collected and written once per event-loop iteration with a single
-``write`` of whole lines, so a line is never split and the per-request cost stays small. When a
+``logging`` machinery: they are collected and written every ``FLUSH_INTERVAL_S`` (or at 256 KiB)
+with a single ``write`` of whole lines, so a line is never split and the per-request cost stays
+small (nginx's buffered access log makes the same trade, with a 1 s flush). When a
 log file is configured, or the level filters INFO out, lines go through ``logging`` instead.
 """
 
@@ -19,6 +20,8 @@ import orjson
 from agent.logs import rfc3339
 
 LOGGER_NAME = "agent.access"
+FLUSH_INTERVAL_S = 0.05
+MAX_PENDING_BYTES = 256 * 1024
 
 
 class AccessLog:
@@ -27,6 +30,7 @@ class AccessLog:
         self.direct = direct
         self._stream = stream
         self._pending: list[bytes] = []
+        self._pending_bytes = 0
         self._scheduled = False
         self._log = logging.getLogger(LOGGER_NAME)
 
@@ -36,16 +40,20 @@ class AccessLog:
             self._log.info(message, extra=fields)
             return
         event = {"timestamp": rfc3339(time.time()), "level": "INFO", "logger": LOGGER_NAME, **fields}
-        self._pending.append(orjson.dumps(event, default=str) + b"\n")
-        if not self._scheduled:
+        line = orjson.dumps(event, default=str) + b"\n"
+        self._pending.append(line)
+        self._pending_bytes += len(line)
+        if self._pending_bytes > MAX_PENDING_BYTES:
+            self.flush()
+        elif not self._scheduled:
             self._scheduled = True
-            asyncio.get_running_loop().call_soon(self.flush)
+            asyncio.get_running_loop().call_later(FLUSH_INTERVAL_S, self.flush)
 
     def flush(self) -> None:
         self._scheduled = False
         if not self._pending:
             return
-        data, self._pending = b"".join(self._pending), []
+        data, self._pending, self._pending_bytes = b"".join(self._pending), [], 0
         stream = self._stream or sys.stdout.buffer
         try:
             stream.write(data)

@@ -30,7 +30,6 @@ class UpstreamConnection(asyncio.Protocol):
         "_framed",
         "_head_bytes",
         "_headers",
-        "_reason",
         "closed",
         "exchange",
         "idle_since",
@@ -51,7 +50,6 @@ class UpstreamConnection(asyncio.Protocol):
         self.idle_since = 0.0
         self.last_progress = 0.0
         self._headers: list[tuple[bytes, bytes, bytes]] = []  # (name, value, lower-case name)
-        self._reason = b""
         self._head_bytes = 0
         self._framed = False
 
@@ -101,13 +99,6 @@ class UpstreamConnection(asyncio.Protocol):
     def on_message_begin(self) -> None:
         if self.exchange is None:
             raise UpstreamProtocolError("response bytes after the response")
-        self._headers = []
-        self._reason = b""
-        self._head_bytes = 0
-        self._framed = False
-
-    def on_status(self, reason: bytes) -> None:
-        self._reason += reason
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self._head_bytes += len(name) + len(value) + 4
@@ -120,12 +111,16 @@ class UpstreamConnection(asyncio.Protocol):
 
     def on_headers_complete(self) -> None:
         status = self.parser.get_status_code()
-        if status < 200:
-            return  # 1xx: never forwarded (the agent answers Expect itself); the final response follows
+        if status < 200:  # 1xx: never forwarded (the agent answers Expect itself); the final response follows
+            self._headers, self._head_bytes, self._framed = [], 0, False
+            return
         exchange = self.exchange
         if exchange is None:
             raise UpstreamProtocolError("response bytes after the response")
-        if exchange.on_response_head(status, self._reason, self._headers, self._framed):
+        headers, framed = self._headers, self._framed
+        self._headers, self._head_bytes, self._framed = [], 0, False  # ready for the next response
+        # The reason phrase is not kept (RFC 9112 §4: clients ignore it); the agent sends the standard one.
+        if exchange.on_response_head(status, b"", headers, framed):
             # No body follows a HEAD response, and llhttp cannot be told so: the exchange ends
             # here and the connection is not reused.
             self._complete(False)

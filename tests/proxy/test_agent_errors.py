@@ -63,6 +63,8 @@ async def test_502_when_the_upstream_is_down(dead_upstream_agent):
     body = assert_agent_error(dead_upstream_agent, response, 502, "UPSTREAM_UNAVAILABLE", rid)
     assert "127.0.0.1" not in body["message"] and "Errno" not in body["message"]
     # Every log line written for the request carries its request_id and trace_id.
+    # The access line is written in a batch (every 50 ms): wait for it, then read every line.
+    wait_for_log(dead_upstream_agent.stdout_path, lambda r: r.get("request_id") == rid and r["message"] == "request completed")
     lines = wait_for_log(dead_upstream_agent.stdout_path, lambda r: r.get("request_id") == rid)
     assert {line["message"] for line in lines} >= {"request failed", "request completed"}
     assert all(line.get("trace_id") for line in lines)

@@ -12,12 +12,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
-import time
 from typing import IO, Any
 
 import orjson
-
-from agent.logs import rfc3339
 
 LOGGER_NAME = "agent.access"
 FLUSH_INTERVAL_S = 0.05
@@ -34,12 +31,12 @@ class AccessLog:
         self._scheduled = False
         self._log = logging.getLogger(LOGGER_NAME)
 
-    def write(self, fields: dict[str, Any]) -> None:
+    def write(self, event: dict[str, Any]) -> None:
+        """One event: ``timestamp``, ``level``, ``logger`` and ``message`` first, then its fields."""
         if not self.direct:
-            message = fields.pop("message")
-            self._log.info(message, extra=fields)
+            fields = {k: v for k, v in event.items() if k not in ("timestamp", "level", "logger", "message")}
+            self._log.info(event["message"], extra=fields)
             return
-        event = {"timestamp": rfc3339(time.time()), "level": "INFO", "logger": LOGGER_NAME, **fields}
         line = orjson.dumps(event, default=str) + b"\n"
         self._pending.append(line)
         self._pending_bytes += len(line)

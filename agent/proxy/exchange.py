@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING
 
 import orjson
 
+from agent.logs import rfc3339
+from agent.proxy.access_log import LOGGER_NAME as ACCESS_LOGGER
 from agent.proxy.augment import augment_error_body, is_json
 from agent.proxy.upstream import PoolExhausted, UpstreamConnection, UpstreamProtocolError
 from agent.proxy.wire import HOP_BY_HOP, IDEMPOTENT_METHODS, LAST_CHUNK, chunk, connection_tokens, is_token, new_ids, status_line
@@ -461,7 +463,8 @@ class Exchange:
             return
         self.done = True
         ctx = self.ctx
-        duration = time.perf_counter() - self.started
+        now = time.perf_counter()
+        duration = now - self.started
         if self.upstream_started:
             ctx.in_flight -= 1
         method = self.method.decode("latin-1")
@@ -469,24 +472,25 @@ class Exchange:
         if self.began:
             ctx.metrics.observe(method, path, self.status, duration)
         if ctx.access_log.enabled and self.path not in ctx.skip_log_paths:
-            ctx.access_log.write(
-                {
-                    "message": "request completed",
-                    "request_id": self.request_id,
-                    "trace_id": self.trace_id,
-                    "method": method[:16],
-                    "path": path[:512],
-                    "status": self.status,
-                    "duration_ms": round(duration * 1000, 3),
-                    "bytes_sent": self.bytes_sent,
-                    "client_ip": self.client.peer,
-                    "user_agent": self.user_agent[:512].decode("latin-1"),
-                    "upstream_ms": round((time.perf_counter() - self.upstream_started) * 1000, 3)
-                    if self.upstream_started
-                    else None,
-                    **({"aborted": True} if aborted else {}),
-                }
-            )
+            event = {
+                "timestamp": rfc3339(time.time()),
+                "level": "INFO",
+                "logger": ACCESS_LOGGER,
+                "message": "request completed",
+                "request_id": self.request_id,
+                "trace_id": self.trace_id,
+                "method": method[:16],
+                "path": path[:512],
+                "status": self.status,
+                "duration_ms": round(duration * 1000, 3),
+                "bytes_sent": self.bytes_sent,
+                "client_ip": self.client.peer,
+                "user_agent": self.user_agent[:512].decode("latin-1"),
+                "upstream_ms": round((now - self.upstream_started) * 1000, 3) if self.upstream_started else None,
+            }
+            if aborted:
+                event["aborted"] = True
+            ctx.access_log.write(event)
         self.client.exchange_done(self, aborted)
 
     def pause_client_reading(self) -> None:
@@ -505,8 +509,6 @@ def _error_id_from_upstream(headers: Headers) -> str:
 
 
 def _upstream_error_json(error_id: str, request_id: str) -> bytes:
-    from agent.logs import rfc3339
-
     return orjson.dumps(
         {
             "error_id": error_id,

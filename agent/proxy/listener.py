@@ -254,16 +254,13 @@ class ClientConnection(asyncio.Protocol):
         else:
             tracestate = None  # W3C: no tracestate without the traceparent it belongs to
 
-        def refuse(reason: str, status: int = 400, code: str = "BAD_REQUEST") -> Reject:
-            return Reject(reason, status, code, request_id=request_id, trace_id=trace_id)
-
         if hosts > 1 or (self.http11 and hosts == 0):
-            raise refuse("exactly one Host header is required")
+            raise Reject("exactly one Host header is required", request_id=request_id, trace_id=trace_id)
         chunked_in = te_count > 0
         if chunked_in and (te_count > 1 or te_value.strip().lower() != b"chunked" or not self.http11):
-            raise refuse("only Transfer-Encoding: chunked is accepted, on HTTP/1.1")
+            raise Reject("only Transfer-Encoding: chunked is accepted, on HTTP/1.1", request_id=request_id, trace_id=trace_id)
         if content_length > ctx.limits.max_body_bytes:
-            raise refuse("request body too large", 413, "PAYLOAD_TOO_LARGE")
+            raise Reject("request body too large", 413, "PAYLOAD_TOO_LARGE", request_id=request_id, trace_id=trace_id)
         has_body = chunked_in or content_length > 0
         keep_alive = parser.should_keep_alive()
         path = url.split(b"?", 1)[0]

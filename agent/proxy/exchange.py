@@ -30,6 +30,7 @@ log = logging.getLogger("agent.proxy")
 Headers = list[tuple[bytes, bytes, bytes]]  # (name, value, lower-case name)
 
 MAX_PENDING_BODY_BYTES = 256 * 1024
+FORWARD_AFTER_BYTES = 64 * 1024
 MAX_AUGMENT_BYTES = 64 * 1024
 
 
@@ -49,8 +50,10 @@ class Exchange:
         "done",
         "eof_body",
         "error_id",
+        "forwarding",
         "held",
         "https",
+        "in_flight",
         "is_head",
         "keep_alive",
         "local",
@@ -122,6 +125,8 @@ class Exchange:
         self.eof_body = False
         self.discarding = False
         self.error_id: str | None = None
+        self.in_flight = False  # counted in ctx.in_flight
+        self.forwarding = False  # the upstream connection was asked for
 
     # --- request side (called by the client connection) ------------------------------------
 
@@ -139,8 +144,17 @@ class Exchange:
             self.fail(503, "OVERLOADED", extra=b"Retry-After: 1\r\n", close=not self.request_done)
             return
         ctx.in_flight += 1
+        self.in_flight = True
+        # Like nginx's request buffering, but bounded: the app is contacted once the body is
+        # complete or FORWARD_AFTER_BYTES of it arrived, so a client trickling a body cannot
+        # hold one of the app's connections (its body deadline cuts it first).
+        if self.request_done or self.pending_bytes >= FORWARD_AFTER_BYTES:
+            self._forward()
+
+    def _forward(self) -> None:
+        self.forwarding = True
         self.upstream_started = time.perf_counter()
-        conn = ctx.pool.take_idle()
+        conn = self.ctx.pool.take_idle()
         if conn is not None:
             self._attach(conn)
         else:
@@ -188,6 +202,8 @@ class Exchange:
             self.pending_bytes += len(framed)
             if self.pending_bytes > MAX_PENDING_BODY_BYTES:
                 self.client.pause_reading("body")
+            if self.in_flight and not self.forwarding and self.pending_bytes >= FORWARD_AFTER_BYTES:
+                self._forward()
 
     def on_request_complete(self) -> None:
         self.request_done = True
@@ -198,6 +214,8 @@ class Exchange:
                 self.upstream.write(LAST_CHUNK)
             else:
                 self.pending.append(LAST_CHUNK)
+        if self.in_flight and not self.forwarding:
+            self._forward()
 
     # --- response side (called by the upstream connection) ---------------------------------
 
@@ -339,7 +357,7 @@ class Exchange:
             self.client.write(body)
             return
         if new_body is None:  # not JSON: replace a 5xx body with the agent's own error
-            log.warning(
+            log.info(
                 "upstream error body replaced",
                 extra={"status": status, "error_id": error_id, "request_id": self.request_id, "trace_id": self.trace_id},
             )
@@ -465,7 +483,7 @@ class Exchange:
         ctx = self.ctx
         now = time.perf_counter()
         duration = now - self.started
-        if self.upstream_started:
+        if self.in_flight:
             ctx.in_flight -= 1
         method = self.method.decode("latin-1")
         path = self.path.decode("latin-1")

@@ -29,6 +29,7 @@ log = logging.getLogger("agent.proxy")
 
 MAX_PIPELINED = 64
 SWEEP_PERIOD_S = 0.25
+NEW_CONNECTION_GRACE_S = 1.0
 
 
 class Reject(Exception):
@@ -64,6 +65,7 @@ class ClientConnection(asyncio.Protocol):
         self._paused: set[str] = set()
         now = time.monotonic()
         self.idle_since = now
+        self.requests = 0  # requests whose head was parsed on this connection
         self.head_started: float | None = None
         self.body_started: float | None = None
         self.body_received = 0
@@ -156,6 +158,7 @@ class ClientConnection(asyncio.Protocol):
         self._headers.append((name, value.rstrip(b" \t"), name.lower()))
 
     def on_headers_complete(self) -> None:
+        self.requests += 1
         exchange = self._build_exchange()
         self.head_started = None
         self.parsing = exchange
@@ -625,9 +628,13 @@ class MainListener:
             self.server.close()
         deadline = time.monotonic() + shutdown_timeout_s
         while True:
+            now = time.monotonic()
             for conn in list(self.ctx.connections):
-                if conn.current is None and conn.parsing is None and conn.head_started is None:
-                    conn.close()  # idle: no request has begun on it
+                idle = conn.current is None and conn.parsing is None and conn.head_started is None
+                # A connection accepted a moment ago may have its request on the way: it gets
+                # NEW_CONNECTION_GRACE_S before it counts as idle.
+                if idle and (conn.requests or now - conn.idle_since > NEW_CONNECTION_GRACE_S):
+                    conn.close()
                 elif conn.current is not None:
                     conn.current.keep_alive = False
             if not self.ctx.connections or time.monotonic() >= deadline:

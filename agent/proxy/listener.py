@@ -66,6 +66,7 @@ class ClientConnection(asyncio.Protocol):
         now = time.monotonic()
         self.idle_since = now
         self.requests = 0  # requests whose head was parsed on this connection
+        self.write_paused_since: float | None = None  # the client stopped reading what we send
         self.head_started: float | None = None
         self.body_started: float | None = None
         self.body_received = 0
@@ -127,10 +128,12 @@ class ClientConnection(asyncio.Protocol):
         self.queue.clear()
 
     def pause_writing(self) -> None:
+        self.write_paused_since = time.monotonic()
         if self.current is not None and self.current.upstream is not None:
             self.current.upstream.pause_reading()
 
     def resume_writing(self) -> None:
+        self.write_paused_since = None
         if self.current is not None and self.current.upstream is not None:
             self.current.upstream.resume_reading()
 
@@ -580,6 +583,17 @@ class ClientConnection(asyncio.Protocol):
                     self.abort()
                 return
         current = self.current
+        if current is not None and self.write_paused_since is not None:
+            # The client stopped reading: the app is not slow, the client is. After
+            # read_timeout_s the connection is cut, counted as the client's doing.
+            if now - self.write_paused_since > limits.read_timeout_s:
+                log.info(
+                    "client stopped reading: closing",
+                    extra={"client_ip": self.peer, "request_id": current.request_id, "trace_id": current.trace_id},
+                )
+                self.abort()
+                current.on_client_lost()
+            return
         if current is not None:
             upstream = current.upstream
             waiting = upstream is not None and current.request_done

@@ -53,7 +53,9 @@ def agent_factory(tmp_path: Path) -> Iterator[Callable[..., AgentProcess]]:
     """``agent_factory(config_dict, env=...)`` -> a started agent; all are stopped after the test."""
     agents: list[AgentProcess] = []
 
-    def make(config: dict[str, Any], *, env: dict[str, str] | None = None, start: bool = True, name: str | None = None) -> AgentProcess:
+    def make(
+        config: dict[str, Any], *, env: dict[str, str] | None = None, start: bool = True, name: str | None = None
+    ) -> AgentProcess:
         agent = AgentProcess(tmp_path / (name or f"agent{len(agents)}"), config, env=env)
         agents.append(agent)
         return agent.start() if start else agent

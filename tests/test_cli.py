@@ -78,7 +78,11 @@ def test_version_through_the_entry_point_function(tmp_path: Path) -> None:
     """``sidecar-agent = agent.cli:main`` (the console script) behaves like ``python -m agent``."""
     result = subprocess.run(
         [sys.executable, "-c", "import sys; from agent.cli import main; sys.exit(main(['version']))"],
-        cwd=tmp_path, env=clean_env(), capture_output=True, text=True, timeout=30,
+        cwd=tmp_path,
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=30,
     )
     assert result.returncode == 0
     assert result.stdout == f"sidecar-agent {__version__}\n"
@@ -152,7 +156,10 @@ def test_check_config_never_prints_the_dsn_password_from_the_file(tmp_path: Path
 
 
 def test_check_config_never_prints_secrets_from_the_environment(tmp_path: Path) -> None:
-    path = write_config(tmp_path, {"admin": {"token_env": "SIDECAR_ADMIN_TOKEN"}, "checks": {"database": {"dsn": "postgresql://file:filepw-1@db/app"}}})
+    path = write_config(
+        tmp_path,
+        {"admin": {"token_env": "SIDECAR_ADMIN_TOKEN"}, "checks": {"database": {"dsn": "postgresql://file:filepw-1@db/app"}}},
+    )
     env = {
         "AGENT_CHECKS_DATABASE_DSN": f"postgres://tracker:{PASSWORD}@db-env:5432/tracker",
         "SIDECAR_ADMIN_TOKEN": ADMIN_TOKEN,
@@ -212,7 +219,11 @@ def test_run_with_bad_config_never_binds_its_port(tmp_path: Path) -> None:
     )
     process = subprocess.Popen(
         [sys.executable, "-m", "agent", "run", "-c", str(path)],
-        cwd=tmp_path, env=clean_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        cwd=tmp_path,
+        env=clean_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     connected = False
     deadline = time.monotonic() + 20

@@ -276,8 +276,17 @@ def test_env_overrides_win_over_the_file(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("text", "expected"),
-    [("1", True), ("true", True), ("TRUE", True), ("yes", True), ("on", True),
-     ("0", False), ("false", False), ("No", False), ("off", False)],
+    [
+        ("1", True),
+        ("true", True),
+        ("TRUE", True),
+        ("yes", True),
+        ("on", True),
+        ("0", False),
+        ("false", False),
+        ("No", False),
+        ("off", False),
+    ],
 )
 def test_env_booleans(text: str, expected: bool) -> None:
     assert load_config(None, {"AGENT_ADMIN_ENABLED": text}).admin.enabled is expected
@@ -620,8 +629,11 @@ def test_public_dict_masks_token_from_token_env_and_dsn_from_env(tmp_path: Path)
 
 
 def test_public_dict_masks_env_override_dsn(tmp_path: Path) -> None:
-    config = load(tmp_path, {"checks": {"database": {"dsn": "postgresql://a:filepw123@h/db"}}},
-                  {"AGENT_CHECKS_DATABASE_DSN": f"postgres://b:{PASSWORD}@h2/db", "AGENT_ADMIN_TOKEN": ADMIN_TOKEN})
+    config = load(
+        tmp_path,
+        {"checks": {"database": {"dsn": "postgresql://a:filepw123@h/db"}}},
+        {"AGENT_CHECKS_DATABASE_DSN": f"postgres://b:{PASSWORD}@h2/db", "AGENT_ADMIN_TOKEN": ADMIN_TOKEN},
+    )
     text = public_text(config)
     assert PASSWORD not in text and ADMIN_TOKEN not in text and "filepw123" not in text
     assert "postgresql://b:<SECRET>@h2/db" in text
@@ -644,9 +656,7 @@ _KEY_ALPHABET = string.ascii_lowercase + string.digits + "_-"
 _junk_keys = st.sampled_from(["nope", "lisen", "timeout", "URL", "Listen", "x", "type_", "headers"]) | st.text(
     _KEY_ALPHABET, min_size=1, max_size=10
 )
-_text = st.text(
-    st.characters(max_codepoint=0xFFFF, exclude_categories=("Cs",), exclude_characters="\x7f"), max_size=20
-)
+_text = st.text(st.characters(max_codepoint=0xFFFF, exclude_categories=("Cs",), exclude_characters="\x7f"), max_size=20)
 _scalars = st.one_of(
     st.booleans(),
     st.integers(min_value=-(2**63), max_value=2**63 - 1),
@@ -656,10 +666,29 @@ _scalars = st.one_of(
     _text,
     st.sampled_from(
         [
-            "0.0.0.0:8000", "127.0.0.1:0", "[::1]:9000", ":8001", "http://127.0.0.1:1", "unix:/x.sock",
-            "augment", "passthrough", "none", "status", "full", "200-399", "200,204", "10.0.0.0/8",
-            "postgresql://u:Pw-9xQz-secret@h:5432/db", "mysql://u:Pw-9xQz-secret@h/db",
-            "postgresql://u:Pw-9xQz-secret@h:x/db", "postgres", "tcp", "http", "disk", "memory", "/",
+            "0.0.0.0:8000",
+            "127.0.0.1:0",
+            "[::1]:9000",
+            ":8001",
+            "http://127.0.0.1:1",
+            "unix:/x.sock",
+            "augment",
+            "passthrough",
+            "none",
+            "status",
+            "full",
+            "200-399",
+            "200,204",
+            "10.0.0.0/8",
+            "postgresql://u:Pw-9xQz-secret@h:5432/db",
+            "mysql://u:Pw-9xQz-secret@h/db",
+            "postgresql://u:Pw-9xQz-secret@h:x/db",
+            "postgres",
+            "tcp",
+            "http",
+            "disk",
+            "memory",
+            "/",
         ]
     ),
 )

@@ -96,7 +96,8 @@ def test_upstream_in_process_routes() -> None:
             async with aiohttp.ClientSession() as http:
                 base = str(server.make_url(""))
                 async with http.post(
-                    base + "/echo/a/b?x=1", data=b"12345",
+                    base + "/echo/a/b?x=1",
+                    data=b"12345",
                     headers=[("X-Dup", "1"), ("X-Dup", "2")],
                 ) as resp:
                     body = await resp.json()

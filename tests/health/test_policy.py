@@ -21,7 +21,9 @@ BAD = CheckResult(Status.FAIL, "down")
 
 def run(state, *results, failure_threshold=2, success_threshold=2):
     for i, result in enumerate(results):
-        state = apply_result(state, result, failure_threshold=failure_threshold, success_threshold=success_threshold, now=100.0 + i)
+        state = apply_result(
+            state, result, failure_threshold=failure_threshold, success_threshold=success_threshold, now=100.0 + i
+        )
     return state
 
 

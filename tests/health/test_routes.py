@@ -58,7 +58,9 @@ async def clients(aiohttp_client, results):
         async def make(**overrides):
             config = make_config(**overrides)
             monitor = make_monitor(config, results)
-            running = await stack.enter_async_context(in_process_agent(config, aiohttp_client, monitor=monitor, start_monitor=True))
+            running = await stack.enter_async_context(
+                in_process_agent(config, aiohttp_client, monitor=monitor, start_monitor=True)
+            )
             for _ in range(100):
                 if monitor.snapshot.started and all(c.runs for c in monitor.snapshot.checks):
                     break
@@ -70,7 +72,11 @@ async def clients(aiohttp_client, results):
 
 async def test_probe_bodies_and_headers(clients):
     main, _, _ = await clients()
-    for path, body in (("/health/live", {"status": "alive"}), ("/health/ready", {"status": "ready"}), ("/health/startup", {"status": "started"})):
+    for path, body in (
+        ("/health/live", {"status": "alive"}),
+        ("/health/ready", {"status": "ready"}),
+        ("/health/startup", {"status": "started"}),
+    ):
         response = await main.get(path)
         assert response.status == 200
         assert await response.json() == body

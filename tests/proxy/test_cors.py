@@ -37,7 +37,9 @@ def test_preflight_answered_by_the_agent(agent_factory, healthy_upstream):
 
 def test_disallowed_origin_gets_no_cors_headers(agent_factory, healthy_upstream):
     agent = cors_agent(agent_factory, healthy_upstream)
-    preflight = agent.get("/x", method="OPTIONS", headers={"Origin": "https://evil.example", "Access-Control-Request-Method": "GET"})
+    preflight = agent.get(
+        "/x", method="OPTIONS", headers={"Origin": "https://evil.example", "Access-Control-Request-Method": "GET"}
+    )
     assert preflight.status == 204
     assert "Access-Control-Allow-Origin" not in preflight.headers
     actual = agent.get("/echo", headers={"Origin": "https://evil.example"})

@@ -431,7 +431,10 @@ async def test_upstream_html_500_replaced_by_json(main_agent):
     assert body["error_code"] == "UPSTREAM_ERROR"
     assert UUID4.match(body["error_id"]) and body["request_id"] == rid
     assert b"html" not in response.body.lower() and b"Traceback" not in response.body
-    lines = wait_for_log(main_agent.stdout_path, lambda r: r.get("error_id") == body["error_id"] and r.get("message") == "upstream error body replaced")
+    lines = wait_for_log(
+        main_agent.stdout_path,
+        lambda r: r.get("error_id") == body["error_id"] and r.get("message") == "upstream error body replaced",
+    )
     assert lines and lines[0]["request_id"] == rid
 
 

@@ -127,7 +127,10 @@ async def counting_upstream():
 async def test_agent_refuses_everything_aiohttp_refuses(reference_port, counting_upstream, aiohttp_client):
     upstream_port, seen = counting_upstream
     config = build_config(
-        {"upstream": {"url": f"http://127.0.0.1:{upstream_port}"}, "checks": {"upstream": {"enabled": False}, "disk": {"enabled": False}}},
+        {
+            "upstream": {"url": f"http://127.0.0.1:{upstream_port}"},
+            "checks": {"upstream": {"enabled": False}, "disk": {"enabled": False}},
+        },
         {},
         "test",
     )
@@ -141,7 +144,7 @@ async def test_agent_refuses_everything_aiohttp_refuses(reference_port, counting
             table.append((name, ref_status, agent_status))
             if refused(ref_status):
                 assert refused(agent_status), f"{name}: aiohttp refused ({ref_status}) but the agent answered {agent_status}"
-                assert seen == before, f"{name}: reached the upstream: {seen[len(before):]}"
+                assert seen == before, f"{name}: reached the upstream: {seen[len(before) :]}"
             if agent_status is not None and agent_status >= 400:
                 head, _, body = agent_data.partition(b"\r\n\r\n")
                 assert b"\r\nX-Content-Type-Options: nosniff\r\n" in head, name
@@ -155,7 +158,9 @@ async def test_agent_refuses_everything_aiohttp_refuses(reference_port, counting
 
 async def test_a_valid_request_still_works_after_the_vectors(reference_port, counting_upstream, aiohttp_client):
     upstream_port, seen = counting_upstream
-    config = build_config({"upstream": {"url": f"http://127.0.0.1:{upstream_port}"}, "checks": {"disk": {"enabled": False}}}, {}, "t")
+    config = build_config(
+        {"upstream": {"url": f"http://127.0.0.1:{upstream_port}"}, "checks": {"disk": {"enabled": False}}}, {}, "t"
+    )
     async with in_process_agent(config, aiohttp_client) as agent:
         port = int(agent.main_url.rsplit(":", 1)[1])
         for payload in VECTORS.values():

@@ -27,7 +27,11 @@ class InProcessAgent:
 
 @asynccontextmanager
 async def in_process_agent(
-    config: AgentConfig, aiohttp_client: Callable[..., Awaitable[Any]], *, monitor: Monitor | None = None, start_monitor: bool = False
+    config: AgentConfig,
+    aiohttp_client: Callable[..., Awaitable[Any]],
+    *,
+    monitor: Monitor | None = None,
+    start_monitor: bool = False,
 ) -> AsyncIterator[InProcessAgent]:
     monitor = monitor or create_monitor(config)
     registry, http_metrics = create_metrics(config, monitor)

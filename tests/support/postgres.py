@@ -49,9 +49,7 @@ _LOG_TAIL_BYTES = 4000
 # First line of a log entry that records an executed statement.  Simple
 # protocol logs "statement: ...", extended protocol (asyncpg) logs
 # "execute <name>: ...".
-_STATEMENT_RE = re.compile(
-    r"\] db=(?P<db>\S*) LOG:  (?:statement|execute [^:]*): (?P<sql>.*)$"
-)
+_STATEMENT_RE = re.compile(r"\] db=(?P<db>\S*) LOG:  (?:statement|execute [^:]*): (?P<sql>.*)$")
 
 
 def find_bin_dir() -> Path:
@@ -65,8 +63,11 @@ def find_bin_dir() -> Path:
     if pg_config:
         try:
             out = subprocess.run(
-                [pg_config, "--bindir"], capture_output=True, text=True,
-                timeout=10, check=True,
+                [pg_config, "--bindir"],
+                capture_output=True,
+                text=True,
+                timeout=10,
+                check=True,
             ).stdout.strip()
         except (OSError, subprocess.SubprocessError):
             out = ""
@@ -97,7 +98,7 @@ def _ppid_map() -> dict[int, list[int]]:
         except OSError:
             continue
         # Field 2 (comm) may contain spaces/parens: split after the last ')'.
-        fields = data[data.rindex(b")") + 2:].split()
+        fields = data[data.rindex(b")") + 2 :].split()
         children.setdefault(int(fields[1]), []).append(int(entry))
     return children
 
@@ -224,14 +225,13 @@ class PostgresServer:
         if not self.is_running():
             return
         result = self._run(
-            [self._bin("pg_ctl"), "stop", "-D", str(self.data_dir),
-             "-m", mode, "-w", "-t", "30"],
-            check=False, timeout=60,
+            [self._bin("pg_ctl"), "stop", "-D", str(self.data_dir), "-m", mode, "-w", "-t", "30"],
+            check=False,
+            timeout=60,
         )
         if result.returncode != 0:
             raise RuntimeError(
-                f"pg_ctl stop -m {mode} failed ({result.returncode}): "
-                f"{result.stdout}{result.stderr}\n{self._log_tail()}"
+                f"pg_ctl stop -m {mode} failed ({result.returncode}): {result.stdout}{result.stderr}\n{self._log_tail()}"
             )
 
     def restart(self) -> None:
@@ -245,7 +245,8 @@ class PostgresServer:
             return False
         result = self._run(
             [self._bin("pg_ctl"), "status", "-D", str(self.data_dir)],
-            check=False, timeout=30,
+            check=False,
+            timeout=30,
         )
         return result.returncode == 0
 
@@ -325,10 +326,23 @@ class PostgresServer:
         psql's stderr if any statement fails.
         """
         result = self._run(
-            [self._bin("psql"), "-XAtq", "-v", "ON_ERROR_STOP=1",
-             "-h", str(self._socket_dir()), "-p", str(self.port),
-             "-U", SUPERUSER, "-d", database],
-            input_text=sql, check=False, timeout=60,
+            [
+                self._bin("psql"),
+                "-XAtq",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-h",
+                str(self._socket_dir()),
+                "-p",
+                str(self.port),
+                "-U",
+                SUPERUSER,
+                "-d",
+                database,
+            ],
+            input_text=sql,
+            check=False,
+            timeout=60,
         )
         if result.returncode != 0:
             raise RuntimeError(f"psql failed ({result.returncode}): {result.stderr.strip()}")
@@ -341,9 +355,7 @@ class PostgresServer:
         except FileNotFoundError:
             return 0
 
-    def count_statements(
-        self, substring: str, database: str | None = DB_NAME, *, since: int = 0
-    ) -> int:
+    def count_statements(self, substring: str, database: str | None = DB_NAME, *, since: int = 0) -> int:
         """Count logged statements whose SQL text contains ``substring``.
 
         Counts both simple-protocol (``statement:``) and extended-protocol
@@ -352,11 +364,7 @@ class PostgresServer:
         those written at or after byte offset ``since`` (see
         ``statement_log_size()``).
         """
-        return sum(
-            1
-            for db, sql in self._logged_statements(since)
-            if (database is None or db == database) and substring in sql
-        )
+        return sum(1 for db, sql in self._logged_statements(since) if (database is None or db == database) and substring in sql)
 
     def _logged_statements(self, since: int) -> Iterator[tuple[str, str]]:
         """Yield ``(database, sql)`` for each statement entry after ``since``."""
@@ -404,16 +412,18 @@ class PostgresServer:
         if self._as_postgres:
             cmd = ["runuser", "-u", OS_USER, "--", *cmd]
         result = subprocess.run(
-            cmd, input=input_text, capture_output=True, text=True,
+            cmd,
+            input=input_text,
+            capture_output=True,
+            text=True,
             cwd=self._base_dir if self._base_dir.is_dir() else "/",
-            env=self._env(), timeout=timeout, check=False,
+            env=self._env(),
+            timeout=timeout,
+            check=False,
             stdin=None if input_text is not None else subprocess.DEVNULL,
         )
         if check and result.returncode != 0:
-            raise RuntimeError(
-                f"{' '.join(args)} failed ({result.returncode}): "
-                f"{result.stdout}{result.stderr}"
-            )
+            raise RuntimeError(f"{' '.join(args)} failed ({result.returncode}): {result.stdout}{result.stderr}")
         return result
 
     def _chown(self, path: Path) -> None:
@@ -461,10 +471,21 @@ class PostgresServer:
         self._chown(pwfile)
         try:
             self._run(
-                [self._bin("initdb"), "-D", str(self.data_dir), "-U", SUPERUSER,
-                 "--auth-local=trust", "--auth-host=scram-sha-256",
-                 f"--pwfile={pwfile}", "-E", "UTF8", "--locale=C",
-                 "--no-sync", "--no-instructions"],
+                [
+                    self._bin("initdb"),
+                    "-D",
+                    str(self.data_dir),
+                    "-U",
+                    SUPERUSER,
+                    "--auth-local=trust",
+                    "--auth-host=scram-sha-256",
+                    f"--pwfile={pwfile}",
+                    "-E",
+                    "UTF8",
+                    "--locale=C",
+                    "--no-sync",
+                    "--no-instructions",
+                ],
                 timeout=180,
             )
         finally:
@@ -495,9 +516,9 @@ class PostgresServer:
     def _pg_ctl_start(self) -> None:
         """``pg_ctl start -w -t 30``; RuntimeError with the log tail on failure."""
         result = self._run(
-            [self._bin("pg_ctl"), "start", "-D", str(self.data_dir),
-             "-l", str(self.log_path), "-w", "-t", "30"],
-            check=False, timeout=90,
+            [self._bin("pg_ctl"), "start", "-D", str(self.data_dir), "-l", str(self.log_path), "-w", "-t", "30"],
+            check=False,
+            timeout=90,
         )
         if result.returncode != 0:
             raise RuntimeError(
@@ -514,10 +535,7 @@ class PostgresServer:
         """
         exists = self.psql(f"SELECT 1 FROM pg_roles WHERE rolname = {_sql_literal(ROLE_NAME)}")
         verb = "ALTER" if exists.strip() else "CREATE"
-        self.psql(
-            "SET log_statement = 'none';\n"
-            f"{verb} ROLE {ROLE_NAME} WITH LOGIN PASSWORD {_sql_literal(self._password)};\n"
-        )
+        self.psql(f"SET log_statement = 'none';\n{verb} ROLE {ROLE_NAME} WITH LOGIN PASSWORD {_sql_literal(self._password)};\n")
         has_db = self.psql(f"SELECT 1 FROM pg_database WHERE datname = {_sql_literal(DB_NAME)}")
         if not has_db.strip():
             self.psql(f"CREATE DATABASE {DB_NAME} OWNER {ROLE_NAME}")

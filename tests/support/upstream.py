@@ -148,10 +148,7 @@ async def echo(request: web.Request) -> web.Response:
     async for chunk in request.content.iter_any():
         body_len += len(chunk)
     headers = [[k.decode("latin-1"), v.decode("latin-1")] for k, v in request.raw_headers]
-    return web.json_response(
-        {"method": request.method, "path": request.raw_path,
-         "headers": headers, "body_len": body_len}
-    )
+    return web.json_response({"method": request.method, "path": request.raw_path, "headers": headers, "body_len": body_len})
 
 
 async def slow(request: web.Request) -> web.Response:
@@ -200,8 +197,7 @@ async def stream_bytes(request: web.Request) -> web.StreamResponse:
 # ---------------------------------------------------- FastAPI-like plans API
 def _missing_name() -> web.Response:
     return web.json_response(
-        {"detail": [{"loc": ["body", "name"], "msg": "field required",
-                     "type": "value_error.missing"}]},
+        {"detail": [{"loc": ["body", "name"], "msg": "field required", "type": "value_error.missing"}]},
         status=422,
     )
 
@@ -229,8 +225,7 @@ async def plans_create(request: web.Request) -> web.Response:
         return _missing_name()
     if not isinstance(body["name"], str):
         return web.json_response(
-            {"detail": [{"loc": ["body", "name"], "msg": "str type expected",
-                         "type": "type_error.str"}]},
+            {"detail": [{"loc": ["body", "name"], "msg": "str type expected", "type": "type_error.str"}]},
             status=422,
         )
     plan = {**body, "id": str(uuid.uuid4())}
@@ -486,7 +481,9 @@ class UpstreamProcess:
     def _request_json(self, method: str, path: str, payload: Any = None) -> dict[str, Any]:
         data = None if payload is None else json.dumps(payload).encode()
         req = urllib.request.Request(
-            self.url + path, data=data, method=method,
+            self.url + path,
+            data=data,
+            method=method,
             headers={"Content-Type": "application/json"},
         )
         with urllib.request.urlopen(req, timeout=10) as resp:
@@ -528,13 +525,13 @@ def start_upstream_process(port: int | None = None, host: str = "127.0.0.1") -> 
     killing the child) if it does not become ready.
     """
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    env["PYTHONPATH"] = os.pathsep.join(
-        p for p in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if p
-    )
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if p)
     process = subprocess.Popen(
-        [sys.executable, "-m", "tests.support.upstream",
-         "--port", str(port or 0), "--host", host],
-        cwd=REPO_ROOT, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+        [sys.executable, "-m", "tests.support.upstream", "--port", str(port or 0), "--host", host],
+        cwd=REPO_ROOT,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
     )
     try:
         bound = _read_ready_line(process, READY_TIMEOUT_S)

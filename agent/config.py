@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, get_origin, get_type_hints
 from urllib.parse import urlsplit
 
-from agent.secrets import Secret, mask_dsn
+from agent.secrets import Secret
 
 ConfigTable = dict[str, Any]
 
@@ -597,7 +597,7 @@ def normalize_dsn(dsn: str, key: str) -> str:
         parts = urlsplit(normalized)
         _ = parts.port  # raises on a non-numeric or out-of-range port
     except ValueError:
-        raise ConfigError(key, f"invalid DSN {mask_dsn(normalized)}: bad host or port") from None
+        raise ConfigError(key, "invalid DSN: bad host or port (the DSN is not shown: it may hold the password)") from None
     return normalized
 
 

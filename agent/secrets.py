@@ -21,10 +21,10 @@ class Secret:
         return self._value
 
     def masked(self) -> str:
-        """For display: empty stays empty, a DSN keeps its shape with the password masked."""
+        """For display: empty stays empty, a DSN with a password keeps its shape, anything else is masked whole."""
         if not self._value:
             return ""
-        if "://" in self._value:
+        if _SCHEME.match(self._value) and "@" in self._value:
             return mask_dsn(self._value)
         return MASK
 
@@ -71,7 +71,7 @@ def mask_dsn(dsn: str) -> str:
     For a whole DSN the password runs to the last "@" (an unencoded "@" or space in a password
     is still masked whole).
     """
-    if dsn.count("://") != 1 or not _SCHEME.match(dsn):  # free text: best effort
+    if not _SCHEME.match(dsn):  # free text: best effort
         return _QUERY_PW.sub(lambda m: m.group(1) + MASK, _USERINFO.sub(rf"\g<scheme>\g<user>:{MASK}@", dsn))
     scheme, _, rest = dsn.partition("://")
     if "@" in rest:

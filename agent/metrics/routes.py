@@ -60,6 +60,10 @@ def _template_pattern(template: str) -> str:
     return "/".join(parts)
 
 
+# No route template is this long; longer folded paths are scanners or garbage.
+MAX_ROUTE_CHARS = 256
+
+
 class RouteFolder:
     """``fold(raw_path)`` -> a bounded route label value. Not thread-safe; use from one event loop."""
 
@@ -113,6 +117,8 @@ class RouteFolder:
             if match is not None and match.lastindex is not None:
                 return self._templates[match.lastindex - 1]  # configured: always admitted, not counted
         route = fold_identifiers(path)
+        if len(route) > MAX_ROUTE_CHARS:
+            return OTHER  # label values stay short whatever the path: a scrape's size stays bounded
         if route in self._known:
             return route
         if len(self._known) >= self._max_routes:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+import re
 import time
 
 import httptools
@@ -27,8 +28,11 @@ from agent.tracecontext import parse_traceparent
 
 log = logging.getLogger("agent.proxy")
 
-MAX_PIPELINED = 64
+MAX_PIPELINED = 1024  # bounded anyway: reading pauses once a request waits behind another
 SWEEP_PERIOD_S = 0.25
+# RFC 3986 host (reg-name or IP literal) with an optional port; empty is allowed on HTTP/1.0 only
+# by absence, and an empty value is what RFC 9112 §3.2 allows for an authority-less target.
+_HOST = re.compile(rb"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~%!$&'()*+,;=]*)(?::[0-9]{0,5})?")
 NEW_CONNECTION_GRACE_S = 1.0
 
 
@@ -75,6 +79,7 @@ class ClientConnection(asyncio.Protocol):
         self._headers: list[tuple[bytes, bytes, bytes]] = []
         self._head_bytes = 0
         self._corked: list[bytes] | None = None
+        self._body_fed = 0  # raw bytes received while a body was being parsed
         self._starting: Exchange | None = None
         self._reject_after: Reject | None = None
 
@@ -91,6 +96,12 @@ class ClientConnection(asyncio.Protocol):
         if self.closed:
             return
         self.last_progress = time.monotonic()
+        if self.head_started is not None:
+            # llhttp buffers a header field until its line ends: count raw bytes too, so an
+            # unterminated field cannot grow past the head limit.
+            self._head_bytes += len(data)
+        elif self.body_started is not None:
+            self._body_fed += len(data)
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserCallbackError as exc:
@@ -109,8 +120,13 @@ class ClientConnection(asyncio.Protocol):
         except Reject as exc:
             self.reject(exc)
         else:
-            if self.head_started is not None and self._head_bytes > self.ctx.limits.max_head_bytes:
+            limit = self.ctx.limits.max_head_bytes
+            if self.head_started is not None and self._head_bytes > limit:
                 self.reject(Reject("request head too large"))
+            elif self.body_started is not None and self._body_fed - self.body_received > max(limit, self.body_received):
+                # Chunk framing and trailers beyond the data they carry (an unterminated trailer
+                # line, millions of tiny chunks): bounded like a head.
+                self.reject(Reject("chunk framing or trailer section too large"))
         # Forwarding starts once the whole packet parsed: a bad chunk sent together with the
         # head means the app never sees the request at all.
         starting, self._starting = self._starting, None
@@ -170,6 +186,7 @@ class ClientConnection(asyncio.Protocol):
         else:
             self.body_started = time.monotonic()
             self.body_received = 0
+            self._body_fed = 0
         if self.current is None:
             self.current = exchange
             if exchange.local is None:
@@ -182,8 +199,15 @@ class ClientConnection(asyncio.Protocol):
 
     def on_body(self, body: bytes) -> None:
         self.body_received += len(body)
-        if self.parsing is not None:
-            self.parsing.on_request_body(body)
+        exchange = self.parsing
+        if exchange is None:
+            return
+        if not exchange.began and exchange.body_bytes + len(body) > self.ctx.limits.max_body_bytes:
+            # A pipelined request still waiting its turn: refused after the earlier responses.
+            raise Reject(
+                "request body too large", 413, "PAYLOAD_TOO_LARGE", request_id=exchange.request_id, trace_id=exchange.trace_id
+            )
+        exchange.on_request_body(body)
 
     def on_message_complete(self) -> None:
         exchange, self.parsing = self.parsing, None
@@ -262,9 +286,15 @@ class ClientConnection(asyncio.Protocol):
 
         if hosts > 1 or (self.http11 and hosts == 0):
             raise Reject("exactly one Host header is required", request_id=request_id, trace_id=trace_id)
+        if host is not None and not _HOST.fullmatch(host):
+            raise Reject("Host must be uri-host[:port] (RFC 9112 §3.2)", request_id=request_id, trace_id=trace_id)
         chunked_in = te_count > 0
         if chunked_in and (te_count > 1 or te_value.strip().lower() != b"chunked" or not self.http11):
             raise Reject("only Transfer-Encoding: chunked is accepted, on HTTP/1.1", request_id=request_id, trace_id=trace_id)
+        if parser.should_upgrade() and (chunked_in or content_length > 0):
+            # llhttp does not parse the body of an upgrade request; forwarding its framing without
+            # the body would leave the app waiting for bytes (or eat the next request).
+            raise Reject("an Upgrade request cannot carry a body", request_id=request_id, trace_id=trace_id)
         if content_length > ctx.limits.max_body_bytes:
             raise Reject("request body too large", 413, "PAYLOAD_TOO_LARGE", request_id=request_id, trace_id=trace_id)
         has_body = chunked_in or content_length > 0
@@ -466,7 +496,13 @@ class ClientConnection(asyncio.Protocol):
 
     def _send_rejection(self, exc: Reject) -> None:
         request_id = exc.request_id or new_ids()[0]
-        response, error_id = self.ctx.error_response(exc.status, exc.code, request_id=request_id, close=True, extra=exc.extra)
+        try:
+            is_head = self.parser.get_method() == b"HEAD"
+        except httptools.HttpParserError:
+            is_head = False
+        response, error_id = self.ctx.error_response(
+            exc.status, exc.code, request_id=request_id, close=True, extra=exc.extra, head_only=is_head
+        )
         self.ctx.metrics.start()
         self.ctx.metrics.observe("OTHER", "", exc.status, 0.0)  # unparsed: no trustworthy method or path
         log.warning(

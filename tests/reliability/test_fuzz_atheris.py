@@ -55,14 +55,6 @@ def test_short_atheris_run_finds_nothing(tmp_path: Path) -> None:
     assert "Done 4000 runs" in done.stderr, done.stderr[-2000:]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "fuzz/crashes/: a queued pipelined request failed with 413 while its body is read is answered before the "
-        "earlier response and later begin()-ed again, staying counted in ctx.in_flight (corpus case "
-        "pipeline-get-then-chunked-over-limit)"
-    ),
-)
 def test_inputs_that_found_bugs_no_longer_fail() -> None:
     done = run(["--replay", str(CRASHES)], timeout=120)
     assert done.returncode == 0, done.stderr[-3000:]

@@ -362,13 +362,6 @@ def test_a_dsn_never_prints_its_password(dsn: str) -> None:
         assert not leaked(shown), f"{dsn!r} shown as {shown!r}"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "agent/secrets.py mask_dsn: a DSN with a second '://' takes the free-text path, whose userinfo regex "
-        r"(\S*@) stops at whitespace, so a password with a space is printed whole by check-config and to_public_dict"
-    ),
-)
 def test_dsn_with_space_in_password_and_second_scheme_is_masked(workdir: Path) -> None:
     path = workdir / "leak.toml"
     path.write_text(to_toml({"checks": {"database": {"type": "postgres", "dsn": f"postgresql://app:a {MARK}@db/app?x=a://b"}}}))
@@ -377,13 +370,6 @@ def test_dsn_with_space_in_password_and_second_scheme_is_masked(workdir: Path) -
     assert not leaked(printed), printed
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "agent/config.py normalize_dsn: a DSN without '@' (here an over-encoded '%40') has its password parsed as the "
-        "port, and the ConfigError prints the DSN through mask_dsn, which masks only a userinfo before '@'"
-    ),
-)
 def test_dsn_with_encoded_at_sign_never_prints_its_password(workdir: Path) -> None:
     path = workdir / "encoded.toml"
     path.write_text(to_toml({"checks": {"database": {"type": "postgres", "dsn": f"postgresql://app:{MARK}%40db:5432/app"}}}))
@@ -392,11 +378,6 @@ def test_dsn_with_encoded_at_sign_never_prints_its_password(workdir: Path) -> No
     assert not leaked(printed), printed
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="agent/secrets.py Secret.masked: any value holding '://' is treated as a DSN, so an admin token such as "
-    "'tok://...' has no userinfo to mask and check-config prints it whole",
-)
 def test_admin_token_holding_a_scheme_separator_is_masked(workdir: Path) -> None:
     path = workdir / "token.toml"
     path.write_text(to_toml({"admin": {"token": f"tok://{MARK}"}}))

@@ -15,6 +15,7 @@ async def test_trickling_bodies_do_not_hold_upstream_connections(agent_factory, 
     config["upstream"]["connect_timeout_s"] = 0.5
     config["proxy"] = {"body_timeout_s": 5.0}
     agent = agent_factory(config)
+    healthy_upstream.reset_events()
     writers = []
     try:
         for _ in range(20):  # ten times the app connections, each a body that will take hours

@@ -34,6 +34,7 @@ SWEEP_PERIOD_S = 0.25
 # by absence, and an empty value is what RFC 9112 §3.2 allows for an authority-less target.
 _HOST = re.compile(rb"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~%!$&'()*+,;=]*)(?::[0-9]{0,5})?")
 NEW_CONNECTION_GRACE_S = 1.0
+LINGER_S = 2.0
 
 
 class Reject(Exception):
@@ -96,12 +97,6 @@ class ClientConnection(asyncio.Protocol):
         if self.closed:
             return
         self.last_progress = time.monotonic()
-        if self.head_started is not None:
-            # llhttp buffers a header field until its line ends: count raw bytes too, so an
-            # unterminated field cannot grow past the head limit.
-            self._head_bytes += len(data)
-        elif self.body_started is not None:
-            self._body_fed += len(data)
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserCallbackError as exc:
@@ -121,9 +116,15 @@ class ClientConnection(asyncio.Protocol):
             self.reject(exc)
         else:
             limit = self.ctx.limits.max_head_bytes
+            if self.head_started is not None:
+                # llhttp buffers a header field until its line ends: count raw bytes too, so an
+                # unterminated field cannot grow past the head limit.
+                self._head_bytes += len(data)
+            if self.body_started is not None:
+                self._body_fed += len(data)  # may include the head that came with it: hence 2 x limit
             if self.head_started is not None and self._head_bytes > limit:
                 self.reject(Reject("request head too large"))
-            elif self.body_started is not None and self._body_fed - self.body_received > max(limit, self.body_received):
+            elif self.body_started is not None and self._body_fed - self.body_received > max(2 * limit, self.body_received):
                 # Chunk framing and trailers beyond the data they carry (an unterminated trailer
                 # line, millions of tiny chunks): bounded like a head.
                 self.reject(Reject("chunk framing or trailer section too large"))
@@ -542,6 +543,16 @@ class ClientConnection(asyncio.Protocol):
         self.uncork()
         if not self.closed and self.transport is not None:
             self.closed = True
+            if "rejected" in self._paused and _can_write_eof(self.transport):
+                # The client may still be sending the request we refused. Closing with unread
+                # input makes the kernel send a reset, which can destroy our response before the
+                # client reads it; so: send the response and FIN, discard what still arrives,
+                # and close for good after LINGER_S (nginx's lingering_close).
+                self.transport.write_eof()
+                self._paused.clear()
+                self.transport.resume_reading()
+                asyncio.get_running_loop().call_later(LINGER_S, self.transport.close)
+                return
             self.transport.close()  # after the write buffer is flushed
 
     def abort(self) -> None:
@@ -638,6 +649,13 @@ class ClientConnection(asyncio.Protocol):
             return
         if self.head_started is None and self.parsing is None and now - self.idle_since > limits.keepalive_timeout_s:
             self.close()
+
+
+def _can_write_eof(transport: asyncio.Transport) -> bool:
+    try:
+        return transport.can_write_eof()
+    except (AttributeError, NotImplementedError):
+        return False
 
 
 def _valid_trace_id(value: bytes | None) -> str | None:

@@ -31,7 +31,6 @@ RFC_FRAMING = "RFC 9112 §6.1, §6.3"
 ANCHORS = "reliability-anchors.md"
 
 
-
 def request(
     method: bytes = b"GET",
     target: bytes = b"/",

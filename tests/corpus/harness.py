@@ -383,12 +383,14 @@ def send_and_read(
 # --------------------------------------------------------------------------- split delivery
 class FakeTransport(asyncio.Transport):
     """A client transport for driving ``ClientConnection`` directly: records what the agent
-    writes, and honours pause/resume the way a socket transport does (the feeder waits)."""
+    writes, honours pause/resume the way a socket transport does (the feeder waits), and supports
+    ``write_eof`` like TCP (the agent's side ends; ``close`` still follows, with connection_lost)."""
 
     def __init__(self, on_close: Callable[[], None] | None = None) -> None:
         super().__init__()
         self.written = bytearray()
         self.closed = False
+        self.eof = False  # write_eof(): the client sees EOF, the agent may still read
         self.aborted = False
         self.paused = False
         self._on_close = on_close  # called soon after close/abort, like connection_lost
@@ -402,10 +404,21 @@ class FakeTransport(asyncio.Transport):
     def get_extra_info(self, name: str, default: Any = None) -> Any:
         return ("127.0.0.1", 40000) if name == "peername" else default
 
+    @property
+    def ended(self) -> bool:
+        """The agent is done with this connection: it closed it or sent EOF."""
+        return self.closed or self.eof
+
     def write(self, data: bytes | bytearray | memoryview) -> None:
-        if self.closed:
+        if self.ended:
             return
         self.written += data
+
+    def can_write_eof(self) -> bool:
+        return True
+
+    def write_eof(self) -> None:
+        self.eof = True
 
     def close(self) -> None:
         self._closing()
@@ -439,11 +452,11 @@ async def feed(conn: ClientConnection, transport: FakeTransport, parts: list[byt
     False when the agent closed (or the deadline passed) before everything was delivered."""
     deadline = time.monotonic() + timeout_s
     for part in parts:
-        while transport.paused and not transport.closed:
+        while transport.paused and not transport.ended:
             if time.monotonic() > deadline:
                 return False
             await asyncio.sleep(0.001)
-        if transport.closed:
+        if transport.ended:
             return False
         conn.data_received(part)
         await asyncio.sleep(0)

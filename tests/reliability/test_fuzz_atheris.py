@@ -20,10 +20,8 @@ ROOT = Path(__file__).resolve().parents[2]
 TARGET = ROOT / "fuzz" / "request_path.py"
 CORPUS = ROOT / "tests" / "corpus" / "requests"
 CRASHES = ROOT / "fuzz" / "crashes"
-# Known agent bugs (fuzz/request_path.py KNOWN_BUGS, replayed by the strict xfail below): the
-# routine runs steer around them so they keep looking for new failures. Drop a name when its bug
-# is fixed (the xfail then XPASSes).
-KNOWN = {"FUZZ_AVOID": "queued-413,head-content"}
+# Known open agent bugs to steer around (fuzz/request_path.py KNOWN_BUGS); none at the moment.
+KNOWN: dict[str, str] = {}
 
 
 def run(args: list[str], timeout: float, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

@@ -14,9 +14,11 @@ Fixed seed (``derandomize=True``).
 
 from __future__ import annotations
 
+import asyncio
 import re
 import string
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import pytest
 from hypothesis import HealthCheck, example, given, settings
@@ -111,25 +113,40 @@ def test_resolve_request_id_without_a_header_generates_one() -> None:
 
 
 # --------------------------------------------------------------------------- request id: the main listener
+@dataclass
+class Listener:
+    ctx: ProxyContext
+    loop: asyncio.AbstractEventLoop  # the listener runs inside a loop (closing schedules a timer)
+
+
 @pytest.fixture(scope="module")
-def ctx() -> Iterator[ProxyContext]:
+def listener() -> Iterator[Listener]:
     config = build_config(
         {"admin": {"enabled": False}, "checks": {"upstream": {"enabled": False}, "disk": {"enabled": False}}}, {}, "fuzz"
     )
-    yield create_main_listener(config, create_monitor(config)).ctx
-
-
-def answer(ctx: ProxyContext, raw_value: bytes) -> tuple[int, str]:
-    """(status, X-Request-ID) of the agent's own answer to a request carrying ``raw_value``."""
-    conn = ClientConnection(ctx)
-    transport = FakeTransport()
-    conn.connection_made(transport)
+    loop = asyncio.new_event_loop()
     try:
-        conn.data_received(b"GET /health/live HTTP/1.1\r\nHost: a\r\nX-Request-ID: " + raw_value + b"\r\n\r\n")
+        yield Listener(create_main_listener(config, create_monitor(config)).ctx, loop)
     finally:
-        conn.connection_lost(None)
-    responses = parse_responses(bytes(transport.written), eof=True)
-    assert len(responses) == 1, transport.written[:300]
+        loop.close()
+
+
+def answer(listener: Listener, raw_value: bytes) -> tuple[int, str]:
+    """(status, X-Request-ID) of the agent's own answer to a request carrying ``raw_value``."""
+
+    async def exchange() -> bytes:
+        conn = ClientConnection(listener.ctx)
+        transport = FakeTransport()
+        conn.connection_made(transport)
+        try:
+            conn.data_received(b"GET /health/live HTTP/1.1\r\nHost: a\r\nX-Request-ID: " + raw_value + b"\r\n\r\n")
+        finally:
+            conn.connection_lost(None)
+        return bytes(transport.written)
+
+    written = listener.loop.run_until_complete(exchange())
+    responses = parse_responses(written, eof=True)
+    assert len(responses) == 1, written[:300]
     ids = responses[0].all("X-Request-ID")
     assert len(ids) == 1, responses[0].headers
     assert "set-cookie" not in responses[0].names(), "a request field was reflected into the response"
@@ -148,8 +165,8 @@ raw_ids = st.one_of(
 @given(raw=raw_ids)
 @example(raw=b"abc\r\nSet-Cookie: a=b")
 @example(raw=b" padded\t")
-def test_main_listener_keeps_exactly_the_valid_ids(ctx: ProxyContext, raw: bytes) -> None:
-    status, shown = answer(ctx, raw)
+def test_main_listener_keeps_exactly_the_valid_ids(listener: Listener, raw: bytes) -> None:
+    status, shown = answer(listener, raw)
     if b"\r\n" in raw:
         # CRLF ends the field: the id is what came before it, the rest other header lines (valid
         # or not). Whatever happens, the answer carries a UUID4 or exactly a valid id.

@@ -22,7 +22,7 @@ def _body_bytes(response: web.StreamResponse | None) -> int:
     return response.content_length if response.content_length is not None else response.body_length
 
 
-def make_access_log_middleware(skip_paths: Iterable[str], *, upstream_ms_key: web.RequestKey[float] | None = None) -> Middleware:
+def make_access_log_middleware(skip_paths: Iterable[str]) -> Middleware:
     skip = frozenset(skip_paths)
 
     @web.middleware
@@ -40,7 +40,6 @@ def make_access_log_middleware(skip_paths: Iterable[str], *, upstream_ms_key: we
             status = exc.status
             raise
         finally:
-            upstream_ms = request.get(upstream_ms_key) if upstream_ms_key is not None else None
             log.info(
                 "request completed",
                 extra={
@@ -51,7 +50,7 @@ def make_access_log_middleware(skip_paths: Iterable[str], *, upstream_ms_key: we
                     "bytes_sent": _body_bytes(response),
                     "client_ip": request.remote,
                     "user_agent": request.headers.get("User-Agent", "")[:MAX_LOGGED_CHARS],
-                    "upstream_ms": None if upstream_ms is None else round(upstream_ms, 3),
+                    "upstream_ms": None,  # the admin listener proxies nothing
                 },
             )
 

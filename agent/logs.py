@@ -16,6 +16,7 @@ from typing import IO, Any
 import orjson
 
 from agent.config import LoggingConfig
+from agent.rules.clock import rfc3339
 
 request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
 trace_id_var: ContextVar[str | None] = ContextVar("trace_id", default=None)
@@ -23,17 +24,6 @@ trace_id_var: ContextVar[str | None] = ContextVar("trace_id", default=None)
 # Attributes every LogRecord has; anything else on a record came from ``extra=`` and is a field.
 _RECORD_ATTRS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime", "taskName"}
 MAX_FIELD_CHARS = 2048  # keep records far below containerd's 16 KiB line split
-
-
-_last_second: list[object] = [-1, ""]
-
-
-def rfc3339(epoch_s: float) -> str:
-    """UTC, millisecond precision: ``2026-11-26T02:53:41.123Z`` (the second's prefix is cached)."""
-    whole = int(epoch_s)
-    if whole != _last_second[0]:
-        _last_second[:] = [whole, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole))]
-    return f"{_last_second[1]}.{int((epoch_s - whole) * 1000):03d}Z"
 
 
 def _clip(value: Any) -> Any:

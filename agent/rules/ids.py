@@ -1,0 +1,144 @@
+"""Request ids and W3C Trace Context: resolve what a request brought, make what it lacks.
+
+A request id is a header value of printable ASCII (``0x20``-``0x7e``) that the configured
+pattern fully matches; the pattern is applied to the raw bytes, so ``\\d`` means ``[0-9]`` and a
+non-ASCII id is always replaced, whichever listener reads it (aiohttp hands the admin listener
+``str`` values: they are encoded first and go through the same bytes rule).
+
+``traceparent`` follows Trace Context Level 1 §3.2: version ``ff`` and all-zero ids are invalid,
+version ``00`` has exactly four fields, later versions are accepted when their prefix parses.
+A ``tracestate`` only travels with the valid ``traceparent`` it belongs to.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from typing import NamedTuple
+
+DEFAULT_PATTERN = r"^[A-Za-z0-9._:+=/@-]{1,128}$"
+
+_PRINTABLE = re.compile(rb"[\x20-\x7e]*")
+_TRACEPARENT = re.compile(rb"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?")
+_ZERO_TRACE = b"0" * 32
+_ZERO_PARENT = b"0" * 16
+MAX_TRACEPARENT_BYTES = 512
+
+
+class Ids(NamedTuple):
+    """What a request carries from the agent on: its id, its ``traceparent`` and trace id."""
+
+    request_id: str
+    traceparent: str
+    trace_id: str
+    tracestate: bytes | None
+
+
+def compile_request_id_pattern(pattern: str) -> re.Pattern[bytes]:
+    """The configured pattern as a bytes regex; ``re.error`` or ``UnicodeEncodeError`` when it is unusable."""
+    return re.compile(pattern.encode("ascii"))
+
+
+class RequestIdRule:
+    """Keeps an incoming id that is printable ASCII and fully matches ``pattern``."""
+
+    __slots__ = ("_match", "header", "header_lower")
+
+    def __init__(self, header: str, pattern: str) -> None:
+        self.header = header
+        self.header_lower = header.lower()
+        self._match = compile_request_id_pattern(pattern).fullmatch
+
+    def accepts(self, value: bytes) -> bool:
+        return self._match(value) is not None and _PRINTABLE.fullmatch(value) is not None
+
+    def accepts_text(self, value: str) -> bool:
+        """The same rule for a decoded value (aiohttp): non-ASCII is never an id."""
+        return value.isascii() and self.accepts(value.encode("ascii"))
+
+
+def parse_traceparent(value: bytes | None) -> str | None:
+    """The trace id of a valid ``traceparent``, else None (the whole header is then ignored)."""
+    if not value or len(value) > MAX_TRACEPARENT_BYTES:
+        return None
+    match = _TRACEPARENT.fullmatch(value)
+    if match is None:
+        return None
+    version, trace_id, parent_id, _flags, rest = match.groups()
+    if version == b"ff" or trace_id == _ZERO_TRACE or parent_id == _ZERO_PARENT:
+        return None
+    if version == b"00" and rest:
+        return None
+    return trace_id.decode("ascii")
+
+
+def parse_traceparent_text(value: str | None) -> str | None:
+    """:func:`parse_traceparent` for a decoded value (aiohttp)."""
+    if value is None or not value.isascii():
+        return None
+    return parse_traceparent(value.encode("ascii"))
+
+
+class _Entropy:
+    """``os.urandom`` read 4 KiB at a time: one syscall per ~100 requests instead of one each.
+
+    Reset after ``fork`` so two processes never hand out the same bytes.
+    """
+
+    __slots__ = ("buffer", "position")
+
+    def __init__(self) -> None:
+        self.buffer = b""
+        self.position = 0
+
+    def take(self, n: int) -> bytes:
+        start = self.position
+        if start + n > len(self.buffer):
+            self.buffer = os.urandom(4096)
+            start = 0
+        self.position = start + n
+        return self.buffer[start : start + n]
+
+    def reset(self) -> None:
+        self.buffer = b""
+        self.position = 0
+
+
+_entropy = _Entropy()
+os.register_at_fork(after_in_child=_entropy.reset)
+
+
+def new_ids() -> tuple[str, str, str]:
+    """(a UUID4 string, a new unsampled traceparent, its trace id), all from fresh random bytes."""
+    raw = bytearray(_entropy.take(40))
+    raw[6] = (raw[6] & 0x0F) | 0x40  # UUID version 4
+    raw[8] = (raw[8] & 0x3F) | 0x80  # RFC 4122 variant
+    h = raw.hex()
+    trace_id = h[32:64]
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:32]}", f"00-{trace_id}-{h[64:80]}-00", trace_id
+
+
+def new_id() -> str:
+    """A UUID4 string (error ids, ids for requests that could not be parsed)."""
+    return new_ids()[0]
+
+
+def resolve_ids(rule: RequestIdRule, request_id: bytes | None, traceparent: bytes | None, tracestate: bytes | None) -> Ids:
+    """The ids a request goes on with: valid incoming values kept, the rest made new."""
+    new_request_id, new_traceparent, trace_id = new_ids()
+    if request_id is not None and rule.accepts(request_id):
+        new_request_id = request_id.decode("ascii")
+    incoming_trace_id = parse_traceparent(traceparent)
+    if incoming_trace_id is None:
+        return Ids(new_request_id, new_traceparent, trace_id, None)
+    return Ids(new_request_id, traceparent.decode("ascii"), incoming_trace_id, tracestate)  # type: ignore[union-attr]
+
+
+def resolve_ids_text(rule: RequestIdRule, request_id: str | None, traceparent: str | None, tracestate: str | None) -> Ids:
+    """:func:`resolve_ids` for decoded header values (aiohttp): encoded, then the same rule."""
+    return resolve_ids(rule, _ascii(request_id), _ascii(traceparent), _ascii(tracestate))
+
+
+def _ascii(value: str | None) -> bytes | None:
+    """Non-ASCII values are never valid ids, trace context or state: treated as absent."""
+    return value.encode("ascii") if value is not None and value.isascii() else None

@@ -68,7 +68,9 @@ def message_for(code: str) -> str:
     return entry.message if entry is not None else code
 
 
-def error_document(code: str, *, request_id: str | None, message: str | None = None, error_id: str | None = None) -> dict[str, Any]:
+def error_document(
+    code: str, *, request_id: str | None, message: str | None = None, error_id: str | None = None
+) -> dict[str, Any]:
     """``{"error_id", "error_code", "message", "timestamp", "request_id"}`` with a new id unless given."""
     return {
         "error_id": error_id or new_id(),
@@ -79,7 +81,9 @@ def error_document(code: str, *, request_id: str | None, message: str | None = N
     }
 
 
-def error_json(code: str, *, request_id: str | None, message: str | None = None, error_id: str | None = None) -> tuple[str, bytes]:
+def error_json(
+    code: str, *, request_id: str | None, message: str | None = None, error_id: str | None = None
+) -> tuple[str, bytes]:
     """(error_id, the encoded error document)."""
     doc = error_document(code, request_id=request_id, message=message, error_id=error_id)
     return doc["error_id"], orjson.dumps(doc)

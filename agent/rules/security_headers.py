@@ -24,7 +24,9 @@ Pairs = tuple[tuple[str, str], ...]
 class SecurityHeaders:
     __slots__ = ("_blocks", "_dropped", "_pairs", "hsts", "hsts_value", "names", "override", "remove", "watched")
 
-    def __init__(self, headers: Iterable[tuple[str, str]], *, remove: Iterable[str], override: bool, hsts: str, hsts_value: str) -> None:
+    def __init__(
+        self, headers: Iterable[tuple[str, str]], *, remove: Iterable[str], override: bool, hsts: str, hsts_value: str
+    ) -> None:
         self._pairs: Pairs = tuple(headers)
         self.names = frozenset(name.lower() for name, _ in self._pairs)
         self.remove = frozenset(name.lower() for name in remove)

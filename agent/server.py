@@ -43,7 +43,7 @@ class StartupError(Exception):
 
 
 def require_c_http_parser() -> None:
-    """aiohttp's pure-Python parser is laxer and slower; refuse to serve traffic with it."""
+    """aiohttp's pure-Python parser is laxer and slower; refuse to serve the admin listener with it."""
     from aiohttp import http_parser
 
     c_parser = getattr(http_parser, "HttpRequestParserC", None)
@@ -81,7 +81,8 @@ class Server:
         return 0
 
     async def startup(self) -> None:
-        require_c_http_parser()
+        if self.config.admin.enabled:
+            require_c_http_parser()  # the admin listener is aiohttp; the main listener is llhttp
         registry, http_metrics = create_metrics(self.config, self.monitor)
         self._main = create_main(self.config, self.monitor, registry, http_metrics)
         host, port = parse_listen(self.config.server.listen)

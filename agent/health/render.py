@@ -17,7 +17,7 @@ from agent.health.policy import (
     overall_status,
     pending_critical,
 )
-from agent.logs import rfc3339
+from agent.rules.clock import rfc3339
 
 DETAIL_LEVELS = ("none", "status", "full")
 

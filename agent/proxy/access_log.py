@@ -16,7 +16,10 @@ from typing import IO, Any
 
 import orjson
 
-LOGGER_NAME = "agent.access"
+from agent.rules.access import LOGGER_NAME
+
+__all__ = ["LOGGER_NAME", "AccessLog"]
+
 FLUSH_INTERVAL_S = 0.05
 MAX_PENDING_BYTES = 256 * 1024
 

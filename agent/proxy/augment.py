@@ -13,27 +13,8 @@ from typing import Any
 
 import orjson
 
-from agent.logs import rfc3339
-
-ERROR_CODES = {
-    400: "BAD_REQUEST",
-    401: "UNAUTHORIZED",
-    403: "FORBIDDEN",
-    404: "NOT_FOUND",
-    405: "METHOD_NOT_ALLOWED",
-    409: "CONFLICT",
-    410: "GONE",
-    413: "PAYLOAD_TOO_LARGE",
-    415: "UNSUPPORTED_MEDIA_TYPE",
-    422: "VALIDATION_ERROR",
-    429: "TOO_MANY_REQUESTS",
-    500: "INTERNAL_ERROR",
-    501: "NOT_IMPLEMENTED",
-    502: "BAD_GATEWAY",
-    503: "SERVICE_UNAVAILABLE",
-    504: "GATEWAY_TIMEOUT",
-}
-
+from agent.rules.clock import rfc3339
+from agent.rules.errors import code_for_status
 
 Headers = list[tuple[bytes, bytes, bytes]]  # (name, value, lower-case name)
 
@@ -66,7 +47,7 @@ def augment_error_body(status: int, headers: Headers, body: bytes, *, error_id: 
         return None
     if not isinstance(data, dict):
         return None
-    data.setdefault("error_code", ERROR_CODES.get(status, "CLIENT_ERROR" if status < 500 else "UPSTREAM_ERROR"))
+    data.setdefault("error_code", code_for_status(status))
     if "message" not in data:
         data["message"] = _message_from(data.get("detail")) or (
             "Request failed." if status < 500 else "The upstream service failed."

@@ -15,44 +15,28 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
-import re
 import time
 
 import httptools
 
-from agent.health.render import dumps, health_body, health_json_body, live_body, ready_body, startup_body
-from agent.proxy.context import HEALTH, LIVE, READY, STARTUP, ProxyContext
+from agent.proxy.context import ProxyContext
 from agent.proxy.exchange import Exchange
-from agent.proxy.wire import CONTINUE_100, HOP_BY_HOP, REQUEST_REPLACED, connection_tokens, new_ids, status_line
-from agent.tracecontext import parse_traceparent
+from agent.proxy.request_head import Reject, RequestHead, parse_request_head, upstream_request_head
+from agent.proxy.response_head import error_answer
+from agent.proxy.wire import CONTINUE_100
+from agent.rules.ids import new_ids
 
 log = logging.getLogger("agent.proxy")
 
 MAX_PIPELINED = 1024  # bounded anyway: reading pauses once a request waits behind another
 SWEEP_PERIOD_S = 0.25
-# RFC 3986 host (reg-name or IP literal) with an optional port; empty is allowed on HTTP/1.0 only
-# by absence, and an empty value is what RFC 9112 §3.2 allows for an authority-less target.
-_HOST = re.compile(rb"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~%!$&'()*+,;=]*)(?::[0-9]{0,5})?")
 NEW_CONNECTION_GRACE_S = 1.0
 LINGER_S = 2.0
 
 
-class Reject(Exception):
-    def __init__(
-        self,
-        reason: str,
-        status: int = 400,
-        code: str = "BAD_REQUEST",
-        extra: bytes = b"",
-        request_id: str | None = None,
-        trace_id: str | None = None,
-    ) -> None:
-        super().__init__(reason)
-        self.status = status
-        self.code = code
-        self.extra = extra
-        self.request_id = request_id  # a valid incoming id, kept on the error
-        self.trace_id = trace_id
+def head_too_large(reason: str) -> Reject:
+    """RFC 6585 §5: a head (or one of its fields) over the limit is 431."""
+    return Reject(reason, 431, "HEADER_TOO_LARGE")
 
 
 class ClientConnection(asyncio.Protocol):
@@ -90,7 +74,7 @@ class ClientConnection(asyncio.Protocol):
         self.transport = transport  # type: ignore[assignment]
         peername = transport.get_extra_info("peername")
         self.peer = peername[0] if isinstance(peername, tuple) else None
-        self.trusted = self.ctx.is_trusted(self.peer)
+        self.trusted = self.ctx.settings.is_trusted(self.peer)
         self.ctx.connections.add(self)
 
     def data_received(self, data: bytes) -> None:
@@ -98,11 +82,29 @@ class ClientConnection(asyncio.Protocol):
             return
         self.last_progress = time.monotonic()
         try:
+            self._feed(data)
+        except Exception as exc:  # a bug in the agent, not the client's doing
+            self.internal_error(exc, "client data")
+        # Forwarding starts once the whole packet parsed: a bad chunk sent together with the
+        # head means the app never sees the request at all.
+        starting, self._starting = self._starting, None
+        if starting is not None and not starting.done and not self.closed and starting is self.current:
+            try:
+                starting.begin()
+            except Exception as exc:
+                self.internal_error(exc, "begin")
+
+    def _feed(self, data: bytes) -> None:
+        try:
             self.parser.feed_data(data)
         except httptools.HttpParserCallbackError as exc:
-            # httptools wraps what a callback raised; a Reject carries its own status and code.
+            # httptools wraps what a callback raised: a Reject carries its own status and code;
+            # anything else is the agent's bug.
             cause = exc.__context__
-            self.reject(cause if isinstance(cause, Reject) else Reject(str(cause or exc)))
+            if isinstance(cause, Reject):
+                self.reject(cause)
+            else:
+                raise (cause or exc) from None
         except httptools.HttpParserUpgrade:
             # The request asked to switch protocols; it was forwarded as plain HTTP without
             # Upgrade (hop-by-hop), so the connection ends with its response.
@@ -115,24 +117,39 @@ class ClientConnection(asyncio.Protocol):
         except Reject as exc:
             self.reject(exc)
         else:
-            limit = self.ctx.limits.max_head_bytes
-            if self.head_started is not None:
-                # llhttp buffers a header field until its line ends: count raw bytes too, so an
-                # unterminated field cannot grow past the head limit.
-                self._head_bytes += len(data)
-            if self.body_started is not None:
-                self._body_fed += len(data)  # may include the head that came with it: hence 2 x limit
-            if self.head_started is not None and self._head_bytes > limit:
-                self.reject(Reject("request head too large"))
-            elif self.body_started is not None and self._body_fed - self.body_received > max(2 * limit, self.body_received):
-                # Chunk framing and trailers beyond the data they carry (an unterminated trailer
-                # line, millions of tiny chunks): bounded like a head.
-                self.reject(Reject("chunk framing or trailer section too large"))
-        # Forwarding starts once the whole packet parsed: a bad chunk sent together with the
-        # head means the app never sees the request at all.
-        starting, self._starting = self._starting, None
-        if starting is not None and not starting.done and not self.closed and starting is self.current:
-            starting.begin()
+            self._bound_framing(len(data))
+
+    def _bound_framing(self, received: int) -> None:
+        limit = self.ctx.limits.max_head_bytes
+        if self.head_started is not None:
+            # llhttp buffers a header field until its line ends: count raw bytes too, so an
+            # unterminated field cannot grow past the head limit.
+            self._head_bytes += received
+        if self.body_started is not None:
+            self._body_fed += received  # may include the head that came with it: hence 2 x limit
+        if self.head_started is not None and self._head_bytes > limit:
+            self.reject(head_too_large("request head too large"))
+        elif self.body_started is not None and self._body_fed - self.body_received > max(2 * limit, self.body_received):
+            # Chunk framing and trailers beyond the data they carry (an unterminated trailer
+            # line, millions of tiny chunks): bounded like a head.
+            self.reject(Reject("chunk framing or trailer section too large"))
+
+    def internal_error(self, exc: BaseException, stage: str) -> None:
+        """A bug while handling this connection: answered 500 ``INTERNAL_ERROR``, then the connection closes.
+
+        The current exchange answers (or is cut, if its response began); a failure before any
+        exchange existed, or in a request pipelined behind the current one, is answered like a
+        refusal, in order.
+        """
+        current = self.current
+        new_message = self.head_started is not None or (self.parsing is not None and self.parsing is not current)
+        if current is not None and not current.done and not new_message:
+            self.pause_reading("rejected")
+            self.parsing = None
+            current.internal_error(exc, stage)
+            return
+        ids = self.parsing.head.ids if self.parsing is not None else None
+        self.reject(Reject(f"internal error in {stage}", 500, "INTERNAL_ERROR", ids=ids, cause=exc))
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -166,20 +183,22 @@ class ClientConnection(asyncio.Protocol):
         self._url += url
         self._head_bytes += len(url)
         if len(self._url) > self.ctx.limits.max_line_bytes:
-            raise Reject("request target too long")
+            raise Reject("request target too long", 414, "URI_TOO_LONG")
 
     def on_header(self, name: bytes, value: bytes) -> None:
         limits = self.ctx.limits
         self._head_bytes += len(name) + len(value) + 4
-        if len(name) + len(value) > limits.max_line_bytes or len(self._headers) >= limits.max_headers:
-            raise Reject("request header too large or too many headers")
-        if self._head_bytes > limits.max_head_bytes:
-            raise Reject("request head too large")
+        too_many = len(name) + len(value) > limits.max_line_bytes or len(self._headers) >= limits.max_headers
+        if too_many or self._head_bytes > limits.max_head_bytes:
+            if self.head_started is None:  # trailer fields, after the body: not the head
+                raise Reject("trailer section too large")
+            raise head_too_large("request head too large" if not too_many else "request header too large or too many headers")
         self._headers.append((name, value.rstrip(b" \t"), name.lower()))
 
     def on_headers_complete(self) -> None:
         self.requests += 1
-        exchange = self._build_exchange()
+        exchange = self._exchange(self._request_head())
+        self._headers = []  # trailers, if any, are counted apart from the head
         self.head_started = None
         self.parsing = exchange
         if exchange.request_done:
@@ -188,15 +207,44 @@ class ClientConnection(asyncio.Protocol):
             self.body_started = time.monotonic()
             self.body_received = 0
             self._body_fed = 0
+            if exchange.head.expect_continue and exchange.head.http11:
+                self.write(CONTINUE_100)  # the agent answers the expectation; the app never sees it
         if self.current is None:
             self.current = exchange
             if exchange.local is None:
                 self._starting = exchange  # begun when this packet is parsed (data_received)
         else:
             if len(self.queue) >= MAX_PIPELINED:
-                raise Reject("too many pipelined requests")
+                raise Reject("too many pipelined requests", ids=exchange.head.ids)
             self.queue.append(exchange)
             self.pause_reading("pipeline")
+
+    def _request_head(self) -> RequestHead:
+        parser = self.parser
+        head = parse_request_head(
+            self.ctx.settings,
+            method=parser.get_method(),
+            target=self._url,
+            version=parser.get_http_version(),
+            headers=self._headers,
+            upgrade=parser.should_upgrade(),
+            keep_alive=parser.should_keep_alive() and not self.ctx.draining,
+            trusted=self.trusted,
+        )
+        self.http11 = head.http11
+        return head
+
+    def _exchange(self, head: RequestHead) -> Exchange:
+        ctx = self.ctx
+        if head.local is not None:
+            return Exchange(self, head, b"")
+        try:
+            request_head = upstream_request_head(
+                head, ctx.settings, peer=self.peer, trusted=self.trusted, authority=ctx.upstream_authority
+            )
+        except Exception as exc:  # answered with the ids the request brought
+            raise Reject("internal error building the upstream head", 500, "INTERNAL_ERROR", ids=head.ids, cause=exc) from exc
+        return Exchange(self, head, request_head)
 
     def on_body(self, body: bytes) -> None:
         self.body_received += len(body)
@@ -205,9 +253,7 @@ class ClientConnection(asyncio.Protocol):
             return
         if not exchange.began and exchange.body_bytes + len(body) > self.ctx.limits.max_body_bytes:
             # A pipelined request still waiting its turn: refused after the earlier responses.
-            raise Reject(
-                "request body too large", 413, "PAYLOAD_TOO_LARGE", request_id=exchange.request_id, trace_id=exchange.trace_id
-            )
+            raise Reject("request body too large", 413, "PAYLOAD_TOO_LARGE", ids=exchange.head.ids)
         exchange.on_request_body(body)
 
     def on_message_complete(self) -> None:
@@ -219,258 +265,7 @@ class ClientConnection(asyncio.Protocol):
         if exchange is self.current and exchange.local is not None and not exchange.done:
             exchange.begin()
 
-    # --- request validation and the upstream request head ---------------------------------
-
-    def _build_exchange(self) -> Exchange:
-        ctx = self.ctx
-        parser = self.parser
-        version = parser.get_http_version()
-        if version not in ("1.1", "1.0"):
-            raise Reject(f"unsupported HTTP version {version[:8]!r}")
-        self.http11 = version == "1.1"
-        method = parser.get_method()
-        if method == b"CONNECT":
-            raise Reject("CONNECT is not supported", 405, "METHOD_NOT_ALLOWED")
-        url = self._url
-        if not url.startswith(b"/") and not (method == b"OPTIONS" and url == b"*"):
-            raise Reject("request target must be origin-form (/path?query)")
-
-        host = request_id_in = traceparent_in = tracestate = xff = xfp = xfh = user_agent = accept = origin = None
-        preflight = False
-        hosts = te_count = 0
-        content_length = -1
-        expect_continue = False
-        connection_values: list[bytes] = []
-        te_value = b""
-        for _, value, lower in self._headers:
-            if lower == b"host":
-                hosts += 1
-                host = value
-            elif lower == b"content-length":
-                content_length = int(value)  # llhttp allows only 1*DIGIT and one field
-            elif lower == b"transfer-encoding":
-                te_count += 1
-                te_value = value
-            elif lower == b"connection":
-                connection_values.append(value)
-            elif lower == ctx.request_id_header:
-                request_id_in = value
-            elif lower == b"traceparent":
-                traceparent_in = value
-            elif lower == b"tracestate":
-                tracestate = value
-            elif lower == b"x-forwarded-for":
-                xff = value if xff is None else xff + b", " + value
-            elif lower == b"x-forwarded-proto":
-                xfp = value
-            elif lower == b"x-forwarded-host":
-                xfh = value
-            elif lower == b"user-agent":
-                user_agent = value
-            elif lower == b"accept":
-                accept = value
-            elif lower == b"origin":
-                origin = value
-            elif lower == b"access-control-request-method":
-                preflight = method == b"OPTIONS"
-            elif lower == b"expect":
-                expect_continue = value.lower() == b"100-continue"
-        incoming_trace_id = _valid_trace_id(traceparent_in)
-        request_id, traceparent, trace_id = new_ids()
-        if request_id_in is not None and ctx.request_id_pattern.fullmatch(request_id_in):
-            request_id = request_id_in.decode("ascii", "replace")
-        if incoming_trace_id is not None:
-            trace_id = incoming_trace_id
-            traceparent = traceparent_in.decode()  # type: ignore[union-attr]
-        else:
-            tracestate = None  # W3C: no tracestate without the traceparent it belongs to
-
-        if hosts > 1 or (self.http11 and hosts == 0):
-            raise Reject("exactly one Host header is required", request_id=request_id, trace_id=trace_id)
-        if host is not None and not _HOST.fullmatch(host):
-            raise Reject("Host must be uri-host[:port] (RFC 9112 §3.2)", request_id=request_id, trace_id=trace_id)
-        chunked_in = te_count > 0
-        if chunked_in and (te_count > 1 or te_value.strip().lower() != b"chunked" or not self.http11):
-            raise Reject("only Transfer-Encoding: chunked is accepted, on HTTP/1.1", request_id=request_id, trace_id=trace_id)
-        if parser.should_upgrade() and (chunked_in or content_length > 0):
-            # llhttp does not parse the body of an upgrade request; forwarding its framing without
-            # the body would leave the app waiting for bytes (or eat the next request).
-            raise Reject("an Upgrade request cannot carry a body", request_id=request_id, trace_id=trace_id)
-        if content_length > ctx.limits.max_body_bytes:
-            raise Reject("request body too large", 413, "PAYLOAD_TOO_LARGE", request_id=request_id, trace_id=trace_id)
-        has_body = chunked_in or content_length > 0
-        keep_alive = parser.should_keep_alive()
-        path = url.split(b"?", 1)[0]
-        local = ctx.local_paths.get(path)
-        if local is None and ctx.metrics_path is not None and path == ctx.metrics_path:
-            local = "metrics"
-        cors = ctx.cors_lines(origin) if ctx.cors_enabled else b""
-        if preflight and ctx.cors_enabled:
-            local = "preflight"  # answered by the agent, never forwarded
-        https = (xfp or b"").lower() == b"https" if self.trusted else False
-
-        exchange = Exchange(
-            self,
-            method=method,
-            raw_path=url,
-            request_id=request_id,
-            trace_id=trace_id,
-            request_head=b""
-            if local
-            else self._upstream_head(
-                method,
-                url,
-                host,
-                request_id,
-                traceparent,
-                tracestate,
-                xff,
-                xfp,
-                xfh,
-                connection_values,
-                chunked_in,
-                content_length,
-            ),
-            chunked_in=chunked_in,
-            keep_alive=keep_alive and not self.ctx.draining,
-            https=https,
-            user_agent=user_agent or b"",
-            local=local,
-        )
-        exchange.accept = accept or b""
-        exchange.cors = cors
-        if not has_body:
-            exchange.request_done = True
-        elif expect_continue and self.http11:
-            self.write(CONTINUE_100)  # the agent answers the expectation; the app never sees it
-        return exchange
-
-    def _upstream_head(
-        self,
-        method: bytes,
-        url: bytes,
-        host: bytes | None,
-        request_id: str,
-        traceparent: str,
-        tracestate: bytes | None,
-        xff: bytes | None,
-        xfp: bytes | None,
-        xfh: bytes | None,
-        connection_values: list[bytes],
-        chunked_in: bool,
-        content_length: int,
-    ) -> bytes:
-        ctx = self.ctx
-        named = connection_tokens(connection_values) if connection_values else frozenset()
-        lines = [b"%s %s HTTP/1.1\r\nHost: %s\r\n" % (method, url, host or ctx.upstream_authority)]
-        append = lines.append
-        skip_trace = tracestate is None
-        for name, value, lower in self._headers:
-            # Hop-by-hop fields (and those named in Connection) go first, so a client can never
-            # strip what the agent adds below.
-            if lower in HOP_BY_HOP or lower in REQUEST_REPLACED or lower in named:
-                continue
-            if lower == ctx.request_id_header or lower == b"traceparent" or (skip_trace and lower == b"tracestate"):
-                continue
-            if not self.trusted and lower.startswith(b"x-forwarded-"):
-                continue
-            append(b"%s: %s\r\n" % (name, value))
-        peer = (self.peer or "").encode()
-        trusted = self.trusted
-        forwarded_host = xfh if trusted and xfh else host
-        append(
-            b"X-Forwarded-For: %s\r\nX-Forwarded-Proto: %s\r\n%s%s: %s\r\ntraceparent: %s\r\n"
-            % (
-                xff + b", " + peer if trusted and xff else peer,
-                xfp if trusted and xfp else b"http",
-                b"X-Forwarded-Host: %s\r\n" % forwarded_host if forwarded_host else b"",
-                ctx.request_id_name,
-                request_id.encode(),
-                traceparent.encode(),
-            )
-        )
-        if chunked_in:
-            append(b"Transfer-Encoding: chunked\r\n")
-        elif content_length >= 0:
-            append(b"Content-Length: %d\r\n" % content_length)
-        append(b"\r\n")
-        return b"".join(lines)
-
-    # --- responses the agent makes itself ---------------------------------------------------
-
-    def serve_local(self, exchange: Exchange) -> None:
-        ctx = self.ctx
-        kind = exchange.local
-        if kind == "preflight":
-            self._serve_preflight(exchange)
-            return
-        if exchange.method not in (b"GET", b"HEAD"):
-            exchange.fail(405, "METHOD_NOT_ALLOWED", extra=b"Allow: GET, HEAD\r\n")
-            return
-        content_type = b"application/json"
-        monitor = ctx.monitor
-        if kind == READY:
-            status, body = ready_body(monitor.snapshot, monitor.draining)
-        elif kind == LIVE:
-            status, body = live_body(monitor.liveness_problem())
-        elif kind == STARTUP:
-            status, body = startup_body(monitor.snapshot)
-        elif kind == HEALTH:
-            if b"application/health+json" in exchange.accept:
-                status, doc = health_json_body(
-                    monitor.snapshot, detail=ctx.public_details, version=ctx.version, check_types=ctx.check_types
-                )
-                content_type = b"application/health+json"
-            else:
-                status, doc = health_body(
-                    monitor.snapshot,
-                    draining=monitor.draining,
-                    detail=ctx.public_details,
-                    version=ctx.version,
-                    started_at=monitor.started_at,
-                    now=time.time(),
-                )
-            body = dumps(doc)
-        else:
-            assert ctx.metrics_page is not None
-            content_type, body = ctx.metrics_page(exchange.accept)
-            status = 200
-        keep = exchange.keep_alive and not ctx.draining
-        exchange.keep_alive = keep
-        response = ctx.local_response(
-            status,
-            body,
-            request_id=exchange.request_id,
-            content_type=content_type,
-            close=not keep,
-            head_only=exchange.is_head,
-            extra=exchange.cors,
-            https=exchange.https,
-        )
-        exchange.status = status
-        exchange.response_started = True
-        exchange.bytes_sent = len(body)
-        self.write(response)
-        exchange._finish()
-
-    def _serve_preflight(self, exchange: Exchange) -> None:
-        """CORS preflight: 204 with the allowed methods and headers when the origin is allowed."""
-        ctx = self.ctx
-        extra = exchange.cors + ctx.cors_preflight if exchange.cors else b""
-        keep = exchange.keep_alive and not ctx.draining
-        exchange.keep_alive = keep
-        head = b"%s%s: %s\r\n%s%s%s\r\n" % (
-            status_line(204),
-            ctx.request_id_name,
-            exchange.request_id.encode(),
-            extra,
-            ctx.security_lines(None, exchange.https),
-            b"" if keep else b"Connection: close\r\n",
-        )
-        exchange.status = 204
-        exchange.response_started = True
-        self.write(head)
-        exchange._finish()
+    # --- refusals -------------------------------------------------------------------------
 
     def reject(self, exc: Reject) -> None:
         """A request the agent refuses: JSON error, then close.
@@ -484,7 +279,7 @@ class ClientConnection(asyncio.Protocol):
         if parsing is not None and parsing is self._starting:
             self._starting = None  # refused before anything of it was forwarded
         if parsing is not None and parsing is self.current and not parsing.done:
-            parsing.fail(exc.status, exc.code, close=True, reason=str(exc), extra=exc.extra)
+            parsing.fail(exc.status, exc.code, close=True, reason=str(exc), exc=exc.cause)
             parsing.keep_alive = False
             self._close_when_idle()
             return
@@ -496,18 +291,20 @@ class ClientConnection(asyncio.Protocol):
         self._send_rejection(exc)
 
     def _send_rejection(self, exc: Reject) -> None:
-        request_id = exc.request_id or new_ids()[0]
+        request_id, _, trace_id = exc.ids[:3] if exc.ids is not None else new_ids()
         try:
             is_head = self.parser.get_method() == b"HEAD"
         except httptools.HttpParserError:
             is_head = False
-        response, error_id = self.ctx.error_response(
-            exc.status, exc.code, request_id=request_id, close=True, extra=exc.extra, head_only=is_head
+        head, body, error_id = error_answer(
+            self.ctx.settings, exc.status, exc.code, request_id=request_id, https=False, close=True
         )
         self.ctx.metrics.start()
         self.ctx.metrics.observe("OTHER", "", exc.status, 0.0)  # unparsed: no trustworthy method or path
-        log.warning(
+        log.log(
+            logging.ERROR if exc.cause is not None else logging.WARNING,
             "request rejected",
+            exc_info=exc.cause,
             extra={
                 "error_id": error_id,
                 "error_code": exc.code,
@@ -515,10 +312,10 @@ class ClientConnection(asyncio.Protocol):
                 "reason": str(exc)[:200],
                 "client_ip": self.peer,
                 "request_id": request_id,
-                "trace_id": exc.trace_id,
+                "trace_id": trace_id,
             },
         )
-        self.write(response)
+        self.write(head if is_head else head + body)
         self.close()
 
     # --- plumbing used by exchanges --------------------------------------------------------
@@ -647,8 +444,11 @@ class ClientConnection(asyncio.Protocol):
             if waiting and now - max(upstream.last_progress, self.last_progress) > limits.read_timeout_s:  # type: ignore[union-attr]
                 current.on_read_timeout()
             return
-        if self.head_started is None and self.parsing is None and now - self.idle_since > limits.keepalive_timeout_s:
-            self.close()
+        if self.head_started is None and self.parsing is None:
+            # A connection that never sent a request gets the head deadline, not keep-alive's.
+            idle_limit = limits.keepalive_timeout_s if self.requests else limits.header_timeout_s
+            if now - self.idle_since > idle_limit:
+                self.close()
 
 
 def _can_write_eof(transport: asyncio.Transport) -> bool:
@@ -656,15 +456,6 @@ def _can_write_eof(transport: asyncio.Transport) -> bool:
         return transport.can_write_eof()
     except (AttributeError, NotImplementedError):
         return False
-
-
-def _valid_trace_id(value: bytes | None) -> str | None:
-    if value is None:
-        return None
-    try:
-        return parse_traceparent(value.decode("ascii"))
-    except UnicodeDecodeError:
-        return None
 
 
 class MainListener:
@@ -687,7 +478,10 @@ class MainListener:
             await asyncio.sleep(SWEEP_PERIOD_S)
             now = time.monotonic()
             for conn in list(self.ctx.connections):
-                conn.sweep(now)
+                try:
+                    conn.sweep(now)
+                except Exception as exc:  # one connection's bug must not stop every deadline
+                    conn.internal_error(exc, "deadline sweep")
             self.ctx.pool.sweep(now)
 
     async def close(self, shutdown_timeout_s: float) -> None:

@@ -67,17 +67,26 @@ class UpstreamConnection(asyncio.Protocol):
         client = exchange.client
         client.cork()
         try:
+            self._feed(data)
+        except Exception as exc:  # a bug in the agent while relaying the response
+            self.abort()
+            exchange.internal_error(exc, "upstream data")
+        finally:
+            client.uncork()
+
+    def _feed(self, data: bytes) -> None:
+        try:
             self.parser.feed_data(data)
         except (httptools.HttpParserError, UpstreamProtocolError) as exc:
+            cause = exc.__context__ if isinstance(exc, httptools.HttpParserCallbackError) else exc
+            if cause is not None and not isinstance(cause, (UpstreamProtocolError, httptools.HttpParserError)):
+                raise cause from None  # a callback of the agent's failed: not the app's doing
             # Only an exchange still waiting on this connection hears of it; bytes after a
             # complete response (a second, unasked-for response) just end the connection.
             pending = self.exchange
             self.abort()
             if pending is not None:
-                cause = exc.__context__ if isinstance(exc, httptools.HttpParserCallbackError) else exc
                 pending.on_upstream_error(UpstreamProtocolError(str(cause or exc)))
-        finally:
-            client.uncork()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -120,7 +129,7 @@ class UpstreamConnection(asyncio.Protocol):
         headers, framed = self._headers, self._framed
         self._headers, self._head_bytes, self._framed = [], 0, False  # ready for the next response
         # The reason phrase is not kept (RFC 9112 §4: clients ignore it); the agent sends the standard one.
-        if exchange.on_response_head(status, b"", headers, framed):
+        if exchange.on_response_head(status, headers, framed):
             # No body follows a HEAD response, and llhttp cannot be told so: the exchange ends
             # here and the connection is not reused.
             self._complete(False)

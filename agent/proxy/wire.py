@@ -1,11 +1,10 @@
-"""HTTP/1.1 wire details shared by both legs of the proxy: header rules, framing, ids.
+"""HTTP/1.1 wire details shared by both legs of the proxy: hop-by-hop fields, framing, status lines.
 
 Pure functions and constants; nothing here does I/O.
 """
 
 from __future__ import annotations
 
-import os
 import re
 from http import HTTPStatus
 
@@ -62,46 +61,3 @@ def chunk(data: bytes) -> bytes:
 
 def is_token(value: bytes) -> bool:
     return _TOKEN.fullmatch(value) is not None
-
-
-class _Entropy:
-    """``os.urandom`` read 4 KiB at a time: one syscall per ~100 requests instead of one each.
-
-    Reset after ``fork`` so two processes never hand out the same bytes.
-    """
-
-    __slots__ = ("buffer", "position")
-
-    def __init__(self) -> None:
-        self.buffer = b""
-        self.position = 0
-
-    def take(self, n: int) -> bytes:
-        start = self.position
-        if start + n > len(self.buffer):
-            self.buffer = os.urandom(4096)
-            start = 0
-        self.position = start + n
-        return self.buffer[start : start + n]
-
-    def reset(self) -> None:
-        self.buffer = b""
-        self.position = 0
-
-
-_entropy = _Entropy()
-os.register_at_fork(after_in_child=_entropy.reset)
-
-
-def new_ids() -> tuple[str, str, str]:
-    """(request id as a UUID4 string, new traceparent, its trace id), all from fresh random bytes."""
-    raw = bytearray(_entropy.take(40))
-    raw[6] = (raw[6] & 0x0F) | 0x40  # UUID version 4
-    raw[8] = (raw[8] & 0x3F) | 0x80  # RFC 4122 variant
-    h = raw.hex()
-    trace_id = h[32:64]
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:32]}", f"00-{trace_id}-{h[64:80]}-00", trace_id
-
-
-def encode_headers(headers: list[tuple[bytes, bytes]]) -> bytes:
-    return b"".join(b"%s: %s\r\n" % pair for pair in headers)

@@ -9,6 +9,10 @@ response whose ``Access-Control-Allow-Credentials`` is ``true, true``.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from agent.config import CorsConfig
 
 Pairs = tuple[tuple[str, str], ...]
 
@@ -42,6 +46,17 @@ class Cors:
             ("Access-Control-Allow-Methods", ", ".join(allowed_methods)),
             ("Access-Control-Allow-Headers", ", ".join(allowed_headers)),
             ("Access-Control-Max-Age", str(max_age_s)),
+        )
+
+    @classmethod
+    def from_config(cls, config: CorsConfig) -> Cors:
+        return cls(
+            allowed_origins=config.allowed_origins,
+            allow_credentials=config.allow_credentials,
+            allowed_methods=config.allowed_methods,
+            allowed_headers=config.allowed_headers,
+            expose_headers=config.expose_headers,
+            max_age_s=config.max_age_s,
         )
 
     def allows(self, origin: str | None) -> bool:

@@ -34,6 +34,7 @@ ERROR_CODES: tuple[ErrorCode, ...] = (
     ErrorCode("CONFLICT", 409, "Conflict."),
     ErrorCode("GONE", 410, "Gone."),
     ErrorCode("PAYLOAD_TOO_LARGE", 413, "The request body is too large."),
+    ErrorCode("URI_TOO_LONG", 414, "The request target is too long."),
     ErrorCode("UNSUPPORTED_MEDIA_TYPE", 415, "Unsupported media type."),
     ErrorCode("VALIDATION_ERROR", 422, "The request is invalid."),
     ErrorCode("TOO_MANY_REQUESTS", 429, "Too many requests."),

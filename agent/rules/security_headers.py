@@ -16,6 +16,10 @@ response with none of them), so the proxy concatenates bytes.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from agent.config import SecurityHeadersConfig
 
 HSTS = "strict-transport-security"
 Pairs = tuple[tuple[str, str], ...]
@@ -37,6 +41,10 @@ class SecurityHeaders:
         self.watched = self.names | {HSTS}
         self._dropped = {https: self._dropped_for(https) for https in (False, True)}
         self._blocks = {https: encode(self.added(frozenset(), https)) for https in (False, True)}
+
+    @classmethod
+    def from_config(cls, config: SecurityHeadersConfig) -> SecurityHeaders:
+        return cls(config.headers, remove=config.remove, override=config.override, hsts=config.hsts, hsts_value=config.hsts_value)
 
     def wants_hsts(self, https: bool) -> bool:
         return self.hsts == "always" or (self.hsts == "https" and https)

@@ -529,7 +529,9 @@ def host(b: Builder) -> None:
 
 # --------------------------------------------------------------------------- head size
 def head_size(b: Builder) -> None:
-    src = ("reliability-anchors.md §7 C6", "agent/proxy/context.py ProxyLimits")
+    src = ("reliability-anchors.md §7 C6", "RFC 6585 §5", "agent/proxy/settings.py ProxyLimits")
+    too_large = refused(431)  # RFC 6585 §5: Request Header Fields Too Large
+    too_long = refused(414)  # RFC 9110 §15.5.15: URI Too Long
     b.add(
         "head-field-at-line-limit",
         request(fields=[b"X: " + b"a" * (MAX_LINE - 1) + CRLF]),
@@ -537,17 +539,17 @@ def head_size(b: Builder) -> None:
         source=src,
         note="name + value = 8190",
     )
-    b.add("head-field-over-line-limit", request(fields=[b"X: " + b"a" * MAX_LINE + CRLF]), refused(), source=src)
-    b.add("head-field-9kb", request(fields=[b"X: " + b"a" * 9000 + CRLF]), refused(), source=src)
-    b.add("head-cookie-64kb", request(fields=[b"Cookie: " + b"a" * 65536 + CRLF]), refused(), source=src)
+    b.add("head-field-over-line-limit", request(fields=[b"X: " + b"a" * MAX_LINE + CRLF]), too_large, source=src)
+    b.add("head-field-9kb", request(fields=[b"X: " + b"a" * 9000 + CRLF]), too_large, source=src)
+    b.add("head-cookie-64kb", request(fields=[b"Cookie: " + b"a" * 65536 + CRLF]), too_large, source=src)
     b.add("head-target-at-limit", request(target=b"/" + b"a" * (MAX_LINE - 1)), served(), source=src)
-    b.add("head-target-over-limit", request(target=b"/" + b"a" * MAX_LINE), refused(), source=src)
-    b.add("head-target-9kb", request(target=b"/" + b"a" * 9000), refused(), source=src)
+    b.add("head-target-over-limit", request(target=b"/" + b"a" * MAX_LINE), too_long, source=src)
+    b.add("head-target-9kb", request(target=b"/" + b"a" * 9000), too_long, source=src)
     fields = [b"X-%d: v\r\n" % i for i in range(MAX_FIELDS - 1)]
     b.add("head-128-fields", request(fields=fields), served(), source=src, note="Host + 127: at the limit")
-    b.add("head-129-fields", request(fields=[*fields, b"X-last: v\r\n"]), refused(), source=src)
-    b.add("head-200-fields", request(fields=[b"X-%d: v\r\n" % i for i in range(200)]), refused(), source=src)
-    b.add("head-total-over-64kb", request(fields=[b"X-%d: %s\r\n" % (i, b"v" * 8000) for i in range(9)]), refused(), source=src)
+    b.add("head-129-fields", request(fields=[*fields, b"X-last: v\r\n"]), too_large, source=src)
+    b.add("head-200-fields", request(fields=[b"X-%d: v\r\n" % i for i in range(200)]), too_large, source=src)
+    b.add("head-total-over-64kb", request(fields=[b"X-%d: %s\r\n" % (i, b"v" * 8000) for i in range(9)]), too_large, source=src)
     for what, partial in (
         ("value", b"GET / HTTP/1.1\r\n" + HOST + b"X-A: " + b"a" * (2 * MAX_HEAD)),
         ("name", b"GET / HTTP/1.1\r\n" + HOST + b"X-" + b"a" * (2 * MAX_HEAD)),
@@ -555,7 +557,7 @@ def head_size(b: Builder) -> None:
         b.add(
             f"head-unterminated-{what}-128kb",
             partial,
-            refused(),
+            too_large,
             source=(*src, "GHSA-63hw-fmq6-xxg2", "CVE-2026-22815"),
             note="a field that never ends must be refused once the head passes its limit, not buffered until the deadline",
         )

@@ -30,7 +30,7 @@ from agent.middlewares.request_context import resolve_request_id
 from agent.proxy.context import ProxyContext
 from agent.proxy.listener import ClientConnection
 from agent.proxy.main import create_main_listener
-from agent.proxy.wire import new_ids
+from agent.rules.ids import new_ids
 from agent.tracecontext import new_traceparent, parse_traceparent
 from tests.corpus.harness import FakeTransport
 from tests.proxy.support import UUID4, parse_responses

@@ -23,6 +23,7 @@ class InProcessAgent:
     monitor: Monitor
     http_metrics: HttpMetrics
     main_url: str
+    listener: Any = None  # agent.proxy.listener.MainListener
 
 
 @asynccontextmanager
@@ -42,7 +43,7 @@ async def in_process_agent(
         monitor.start()
     session = aiohttp.ClientSession(base_url=f"http://{host}:{port}")
     try:
-        yield InProcessAgent(session, admin, monitor, http_metrics, f"http://{host}:{port}")
+        yield InProcessAgent(session, admin, monitor, http_metrics, f"http://{host}:{port}", listener)
     finally:
         await session.close()
         await listener.close(1.0)

@@ -1,0 +1,150 @@
+"""Response heads: the app's response made the agent's, and the heads of the agent's own answers.
+
+Pure: bytes in, bytes out. Every head carries the request id, the security headers
+(``agent.rules.security_headers``), CORS lines when the origin is allowed, and
+``Connection: close`` when the connection ends after it.
+"""
+
+from __future__ import annotations
+
+from agent.proxy.request_head import Headers, RequestHead
+from agent.proxy.settings import ProxySettings
+from agent.proxy.wire import HOP_BY_HOP, connection_tokens, status_line
+from agent.rules.errors import error_json
+
+ACAO = b"access-control-allow-origin"
+
+
+class Framing:
+    """How a proxied body is sent on: ``chunked`` re-framed, or ``close``-delimited (HTTP/1.0)."""
+
+    __slots__ = ("chunked", "close", "line")
+
+    def __init__(self, line: bytes, *, chunked: bool = False, close: bool = False) -> None:
+        self.line = line
+        self.chunked = chunked
+        self.close = close
+
+
+_CHUNKED = Framing(b"Transfer-Encoding: chunked\r\n", chunked=True)
+_NONE = Framing(b"")
+_UNTIL_CLOSE = Framing(b"", close=True)  # an HTTP/1.0 client: the body ends when the connection closes (RFC 9112 §6.1)
+
+
+def framing(status: int, request: RequestHead, content_length: bytes | None, chunked: bool) -> Framing:
+    """How the app's body is framed for this client."""
+    if request.is_head or status in (204, 304):
+        return Framing(b"Content-Length: %s\r\n" % content_length) if content_length is not None else _NONE
+    if chunked:
+        return _CHUNKED if request.http11 else _UNTIL_CLOSE
+    if content_length is not None:
+        return Framing(b"Content-Length: %s\r\n" % content_length)
+    return _CHUNKED if request.http11 else _UNTIL_CLOSE  # a close-delimited upstream body, re-framed
+
+
+def proxied_head(
+    settings: ProxySettings, status: int, headers: Headers, request: RequestHead, *, error_id: str | None, keep_alive: bool
+) -> tuple[bytes, Framing]:
+    """The head sent to the client for the app's response, and how its body is framed.
+
+    Hop-by-hop fields (and those named in ``Connection``, RFC 9110 §7.6.1), fingerprints and the
+    app's own ``X-Request-ID``/``X-Error-ID`` are dropped before the agent adds its own.
+    """
+    dropped = settings.dropped(request.https)
+    watched = settings.watched
+    present: set[bytes] = set()
+    lines: list[bytes] = []
+    lowers: list[bytes] = []
+    content_length = None
+    chunked = False
+    connection: list[bytes] | None = None
+    for name, value, lower in headers:
+        if lower in HOP_BY_HOP:
+            if lower == b"content-length":
+                content_length = value
+            elif lower == b"transfer-encoding":
+                chunked = True
+            elif lower == b"connection":
+                connection = [value] if connection is None else [*connection, value]
+            continue
+        if lower in dropped:
+            continue
+        if lower in watched:
+            present.add(lower)
+        lines.append(b"%s: %s\r\n" % (name, value))
+        lowers.append(lower)
+    if connection is not None:
+        named = connection_tokens(connection)
+        if named & set(lowers):
+            lines = [line for line, lower in zip(lines, lowers, strict=True) if lower not in named]
+            present -= named
+    body_framing = framing(status, request, content_length, chunked)
+    cors = request.cors if ACAO not in present else b""  # the app answered CORS itself
+    if error_id is not None:
+        lines.append(b"X-Error-ID: %s\r\n" % error_id.encode())
+    head = b"%s%s%s%s: %s\r\n%s%s%s\r\n" % (
+        status_line(status),
+        b"".join(lines),
+        body_framing.line,
+        settings.request_id_name,
+        request.ids.request_id.encode(),
+        _security_lines(settings, present, request.https),
+        cors,
+        b"" if keep_alive and not body_framing.close else b"Connection: close\r\n",
+    )
+    return head, body_framing
+
+
+def _security_lines(settings: ProxySettings, present: set[bytes], https: bool) -> bytes:
+    present.discard(ACAO)
+    names = {name.decode("latin-1") for name in present} if present else set()
+    return settings.security.encoded(names, https)
+
+
+def local_head(
+    settings: ProxySettings,
+    status: int,
+    *,
+    request_id: str,
+    https: bool,
+    close: bool,
+    content_type: bytes | None = b"application/json",
+    content_length: int = 0,
+    extra: bytes = b"",
+) -> bytes:
+    """The head of an answer the agent makes itself (health, metrics, preflight, errors)."""
+    return b"%s%s%sCache-Control: no-store\r\n%s: %s\r\n%s%s%s\r\n" % (
+        status_line(status),
+        b"Content-Type: %s\r\n" % content_type if content_type is not None else b"",
+        b"Content-Length: %d\r\n" % content_length if content_type is not None else b"",
+        settings.request_id_name,
+        request_id.encode(),
+        extra,
+        settings.security.encoded(set(), https),
+        b"Connection: close\r\n" if close else b"",
+    )
+
+
+def error_answer(
+    settings: ProxySettings,
+    status: int,
+    code: str,
+    *,
+    request_id: str,
+    https: bool,
+    close: bool,
+    extra: bytes = b"",
+    message: str | None = None,
+) -> tuple[bytes, bytes, str]:
+    """(head, body, error_id) of the agent's JSON error (SPEC §5)."""
+    error_id, body = error_json(code, request_id=request_id, message=message)
+    head = local_head(
+        settings,
+        status,
+        request_id=request_id,
+        https=https,
+        close=close,
+        content_length=len(body),
+        extra=b"X-Error-ID: %s\r\n%s" % (error_id.encode(), extra),
+    )
+    return head, body, error_id

@@ -1,0 +1,138 @@
+"""The main listener's settings, built once from the config: the one place the proxy reads it.
+
+Rules from ``agent.rules`` are adapted to bytes here (lower-case header names, pre-encoded
+lines), so the per-request path only compares and concatenates.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+
+from agent import __version__
+from agent.config import AgentConfig
+from agent.rules.cors import Cors
+from agent.rules.ids import RequestIdRule
+from agent.rules.security_headers import SecurityHeaders
+
+# Endpoint kinds served by the agent itself on the main listener.
+HEALTH, LIVE, READY, STARTUP, METRICS, PREFLIGHT = "health", "live", "ready", "startup", "metrics", "preflight"
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+@dataclass(frozen=True, slots=True)
+class ProxyLimits:
+    max_body_bytes: int
+    max_in_flight: int
+    read_timeout_s: float
+    header_timeout_s: float
+    body_timeout_s: float
+    min_body_rate_bytes_s: float
+    keepalive_timeout_s: float
+    max_head_bytes: int = 64 * 1024
+    max_line_bytes: int = 8190
+    max_headers: int = 128
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamSettings:
+    url: str
+    max_connections: int
+    connect_timeout_s: float
+    # Below the common app-server keep-alive (uvicorn 5 s), so the app never closes a
+    # connection the agent is about to reuse.
+    idle_timeout_s: float = 4.0
+
+
+@dataclass(frozen=True, slots=True)
+class ProxySettings:
+    limits: ProxyLimits
+    upstream: UpstreamSettings
+    request_id: RequestIdRule
+    request_id_name: bytes  # as configured, for the headers the agent writes
+    request_id_lower: bytes
+    security: SecurityHeaders
+    # Response header names (lower-case bytes) the agent drops, by "request was HTTPS".
+    dropped_plain: frozenset[bytes]
+    dropped_https: frozenset[bytes]
+    watched: frozenset[bytes]  # names whose presence on a response changes what the agent adds
+    cors: Cors
+    trusted_networks: tuple[Network, ...]
+    local_paths: dict[bytes, str]
+    skip_log_paths: frozenset[bytes]
+    augment_errors: bool
+    public_details: str
+    check_types: dict[str, str]
+    version: str
+    access_log: bool
+    access_log_direct: bool
+
+    def is_trusted(self, peer: str | None) -> bool:
+        if not peer or not self.trusted_networks:
+            return False
+        try:
+            address = ipaddress.ip_address(peer)
+        except ValueError:
+            return False
+        return any(address in network for network in self.trusted_networks)
+
+    def dropped(self, https: bool) -> frozenset[bytes]:
+        return self.dropped_https if https else self.dropped_plain
+
+
+def proxy_settings(config: AgentConfig) -> ProxySettings:
+    request_id = RequestIdRule(config.request_id.header, config.request_id.pattern)
+    security = SecurityHeaders.from_config(config.security_headers)
+    own = {request_id.header_lower.encode(), b"x-error-id"}  # the app's values never reach the client
+    return ProxySettings(
+        limits=_limits(config),
+        upstream=UpstreamSettings(
+            url=config.upstream.url,
+            max_connections=config.upstream.max_connections,
+            connect_timeout_s=config.upstream.connect_timeout_s,
+        ),
+        request_id=request_id,
+        request_id_name=config.request_id.header.encode(),
+        request_id_lower=request_id.header_lower.encode(),
+        security=security,
+        dropped_plain=_encoded(security.dropped(False)) | own,
+        dropped_https=_encoded(security.dropped(True)) | own,
+        watched=_encoded(security.watched) | {b"access-control-allow-origin"},
+        cors=Cors.from_config(config.cors),
+        trusted_networks=tuple(ipaddress.ip_network(c, strict=False) for c in config.proxy.trusted_proxies),
+        local_paths=_local_paths(config),
+        skip_log_paths=frozenset(p.encode() for p in config.logging.skip_paths),
+        augment_errors=config.proxy.error_bodies == "augment",
+        public_details=config.health.public_details,
+        check_types={c.name: c.type for c in config.checks},
+        version=__version__,
+        access_log=config.logging.access_log,
+        # Access lines skip the logging machinery unless a file handler must see them too.
+        access_log_direct=not config.logging.file and config.logging.format == "json",
+    )
+
+
+def _limits(config: AgentConfig) -> ProxyLimits:
+    proxy = config.proxy
+    return ProxyLimits(
+        max_body_bytes=proxy.max_body_bytes,
+        max_in_flight=proxy.max_in_flight,
+        read_timeout_s=config.upstream.read_timeout_s,
+        header_timeout_s=proxy.header_timeout_s,
+        body_timeout_s=proxy.body_timeout_s,
+        min_body_rate_bytes_s=proxy.min_body_rate_bytes_s,
+        keepalive_timeout_s=proxy.keepalive_timeout_s,
+    )
+
+
+def _local_paths(config: AgentConfig) -> dict[bytes, str]:
+    prefix = config.health.path_prefix.encode()
+    paths = {prefix: HEALTH, prefix + b"/live": LIVE, prefix + b"/ready": READY, prefix + b"/startup": STARTUP}
+    if not config.admin.enabled:
+        paths[config.metrics.path.encode()] = METRICS
+    return paths
+
+
+def _encoded(names: frozenset[str]) -> frozenset[bytes]:
+    return frozenset(name.encode("latin-1") for name in names)

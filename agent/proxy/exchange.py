@@ -14,14 +14,13 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
-from agent.proxy.augment import augment_error_body, is_json
+from agent.proxy.augment import HeldError, is_json
 from agent.proxy.local import local_answer
 from agent.proxy.request_head import Headers, RequestHead
-from agent.proxy.response_head import error_answer, local_head, proxied_head
+from agent.proxy.response_head import error_answer, proxied_head
 from agent.proxy.upstream import PoolExhausted, UpstreamConnection, UpstreamProtocolError
 from agent.proxy.wire import IDEMPOTENT_METHODS, LAST_CHUNK, chunk, is_token
 from agent.rules.access import access_event
-from agent.rules.errors import UPSTREAM_ERROR, error_json
 from agent.rules.ids import new_id
 
 if TYPE_CHECKING:
@@ -32,20 +31,17 @@ log = logging.getLogger("agent.proxy")
 
 MAX_PENDING_BODY_BYTES = 256 * 1024
 FORWARD_AFTER_BYTES = 64 * 1024
-MAX_AUGMENT_BYTES = 64 * 1024
 RETRY_AFTER = b"Retry-After: 1\r\n"
 
 
 class Exchange:
     __slots__ = (
-        "augmenting",
         "began",
         "body_bytes",
         "bytes_sent",
         "chunked_out",
         "client",
         "ctx",
-        "discarding",
         "done",
         "eof_body",
         "error_id",
@@ -82,14 +78,12 @@ class Exchange:
         self.bytes_sent = 0
         self.response_started = False
         self.chunked_out = False
-        self.augmenting: list[bytes] | None = None
-        self.held: tuple[int, Headers] | None = None
+        self.held: HeldError | None = None  # an error response being made consistent
         self.status = 0
         self.retried = False
         self.done = False
         self.began = False
         self.eof_body = False
-        self.discarding = False
         self.error_id: str | None = None
         self.in_flight = False  # counted in ctx.in_flight
         self.forwarding = False  # the upstream connection was asked for
@@ -101,10 +95,6 @@ class Exchange:
     @property
     def trace_id(self) -> str:
         return self.head.ids.trace_id
-
-    @property
-    def local(self) -> str | None:
-        return self.head.local
 
     # --- request side (called by the client connection) ------------------------------------
 
@@ -136,17 +126,7 @@ class Exchange:
             self.fail(answer.status, answer.error_code, extra=answer.extra)
             return
         close = not self.keep_alive or ctx.draining
-        head = local_head(
-            ctx.settings,
-            answer.status,
-            request_id=self.request_id,
-            https=self.head.https,
-            close=close,
-            content_type=answer.content_type,
-            content_length=len(answer.body),
-            extra=answer.extra,
-        )
-        self.answer(answer.status, head, answer.body, close=close)
+        self.answer(answer.status, answer.head(ctx.settings, self.head, close=close), answer.body, close=close)
 
     def answer(self, status: int, head: bytes, body: bytes, *, close: bool) -> None:
         """Send a whole answer the agent made (no body after HEAD) and finish the exchange."""
@@ -248,11 +228,7 @@ class Exchange:
             self.error_id = _error_id_from_upstream(headers)
         augmentable = self.ctx.settings.augment_errors and status >= 400 and not is_head and status not in (204, 304)
         if augmentable and (status >= 500 or is_json(headers)):
-            self.held = (status, headers)
-            # A non-JSON 5xx body (an HTML traceback page, say) is replaced whatever its size:
-            # it is discarded as it arrives instead of being held.
-            self.augmenting = [] if is_json(headers) else None
-            self.discarding = self.augmenting is None
+            self.held = HeldError(status, headers)
             return False
         self._send_head(status, headers)
         return is_head
@@ -267,27 +243,19 @@ class Exchange:
         self.client.write(head)
 
     def on_response_body(self, data: bytes) -> None:
-        if self.discarding:
-            return
-        if self.augmenting is not None:
-            self.augmenting.append(data)
-            if sum(map(len, self.augmenting)) > MAX_AUGMENT_BYTES:
-                self._stop_augmenting()
+        held = self.held
+        if held is not None:
+            if not held.add(data):  # too big to rewrite: send what was held, stream the rest
+                self.held = None
+                self._send_head(held.status, held.headers)
+                self.on_response_body(held.body())
             return
         self.bytes_sent += len(data)
         self.client.write(chunk(data) if self.chunked_out else data)
 
-    def _stop_augmenting(self) -> None:
-        """Too big to rewrite: send what was held and stream the rest as it comes."""
-        assert self.held is not None and self.augmenting is not None
-        status, headers = self.held
-        held_body, self.augmenting, self.held = b"".join(self.augmenting), None, None
-        self._send_head(status, headers)
-        self.on_response_body(held_body)
-
     def on_response_complete(self, conn: UpstreamConnection, upstream_keep_alive: bool) -> None:
         if self.held is not None:
-            self._finish_augmented()
+            self._finish_held()
         elif self.chunked_out:
             self.client.write(LAST_CHUNK)
         self.upstream = None
@@ -300,32 +268,17 @@ class Exchange:
             self.keep_alive = False  # unread request body on the client connection: close it
         self._finish()
 
-    def _finish_augmented(self) -> None:
-        assert self.held is not None
-        status, headers = self.held
-        body, self.augmenting, self.held = b"".join(self.augmenting or ()), None, None
-        self.discarding = False
-        error_id = self.error_id or _error_id_from_upstream(headers)
-        new_body = augment_error_body(status, headers, body, error_id=error_id, request_id=self.request_id)
-        if new_body is None and status < 500:  # a 4xx we cannot read (encoded): pass it on as it is
-            self._send_body(status, headers, body, keep_type=True)
-            return
-        if new_body is None:  # not JSON: replace a 5xx body with the agent's own error
+    def _finish_held(self) -> None:
+        held, self.held = self.held, None
+        assert held is not None
+        error_id = self.error_id or _error_id_from_upstream(held.headers)
+        headers, body, replaced = held.rewritten(error_id=error_id, request_id=self.request_id)
+        if replaced:
             log.info(
                 "upstream error body replaced",
-                extra={"status": status, "error_id": error_id, "request_id": self.request_id, "trace_id": self.trace_id},
+                extra={"status": held.status, "error_id": error_id, "request_id": self.request_id, "trace_id": self.trace_id},
             )
-            _, new_body = error_json(UPSTREAM_ERROR.code, request_id=self.request_id, error_id=error_id)
-        self._send_body(status, headers, new_body, keep_type=False)
-
-    def _send_body(self, status: int, headers: Headers, body: bytes, *, keep_type: bool) -> None:
-        """The app's head with a rewritten body: framed by length (and JSON unless ``keep_type``)."""
-        replaced = (b"transfer-encoding", b"content-length") if keep_type else _REPLACED_BY_JSON
-        kept = [h for h in headers if h[2] not in replaced]
-        if not keep_type:
-            kept.append((b"Content-Type", b"application/json", b"content-type"))
-        kept.append((b"Content-Length", b"%d" % len(body), b"content-length"))
-        self._send_head(status, kept)
+        self._send_head(held.status, headers)
         self.bytes_sent += len(body)
         self.client.write(body)
 
@@ -338,7 +291,7 @@ class Exchange:
         self.upstream = None
         if self.status and self.eof_body:  # a close-delimited body ends with the connection
             if self.held is not None:
-                self._finish_augmented()
+                self._finish_held()
             elif self.chunked_out:
                 self.client.write(LAST_CHUNK)
             if not self.head.http11 or not self.chunked_out:
@@ -364,20 +317,18 @@ class Exchange:
         self.fail(502, "UPSTREAM_UNAVAILABLE", reason="reset")
 
     def on_upstream_error(self, exc: UpstreamProtocolError) -> None:
-        self.upstream = None
-        self.ctx.metrics.upstream_error("protocol")
-        if self.response_started:
-            self._cut()
-            return
-        self.fail(502, "UPSTREAM_UNAVAILABLE", reason=f"protocol: {exc}")
+        self._upstream_failed("protocol", 502, "UPSTREAM_UNAVAILABLE", f"protocol: {exc}")
 
     def on_read_timeout(self) -> None:
+        self._upstream_failed("timeout", 504, "UPSTREAM_TIMEOUT", "timeout")
+
+    def _upstream_failed(self, kind: str, status: int, code: str, reason: str) -> None:
         self._drop_upstream()
-        self.ctx.metrics.upstream_error("timeout")
+        self.ctx.metrics.upstream_error(kind)
         if self.response_started:
             self._cut()
-            return
-        self.fail(504, "UPSTREAM_TIMEOUT", reason="timeout")
+        else:
+            self.fail(status, code, reason=reason)
 
     def on_client_lost(self) -> None:
         self._drop_upstream()  # never return a half-read response to the pool
@@ -392,7 +343,7 @@ class Exchange:
         connection closes after the answer; the traceback is logged at ERROR with the error id.
         """
         if self.done:  # the answer went out whole; what failed came after it
-            log.error("internal error after the response", exc_info=exc, extra={"stage": stage, **self._log_ids()})
+            log.error("internal error after the response", exc_info=exc, extra={"stage": stage, **_log_fields(self)})
             self.client.close()
             return
         self.keep_alive = False
@@ -414,7 +365,7 @@ class Exchange:
         self._drop_upstream()
         if self.response_started:
             if exc is not None:
-                log.error("internal error after the response began", exc_info=exc, extra=self._log_ids())
+                log.error("internal error after the response began", exc_info=exc, extra=_log_fields(self))
             self._cut()
             return
         ctx = self.ctx
@@ -429,18 +380,9 @@ class Exchange:
             extra=extra + self.head.cors,
         )
         level = logging.ERROR if status >= 500 and status != 503 else logging.WARNING
-        fields = {"error_id": error_id, "error_code": error_code, "status": status, "reason": reason, **self._log_ids()}
+        fields = {"error_id": error_id, "error_code": error_code, "status": status, "reason": reason, **_log_fields(self)}
         log.log(level, "request failed", exc_info=exc, extra=fields)
         self.answer(status, head, body, close=close)
-
-    def _log_ids(self) -> dict[str, str]:
-        head = self.head
-        return {
-            "method": head.method.decode("latin-1"),
-            "path": head.path[:512].decode("latin-1"),
-            "request_id": self.request_id,
-            "trace_id": self.trace_id,
-        }
 
     def _drop_upstream(self) -> None:
         if self.upstream is not None:
@@ -460,28 +402,7 @@ class Exchange:
         if self.in_flight:
             self.in_flight = False
             ctx.in_flight -= 1
-        now = time.perf_counter()
-        duration = now - self.started
-        head = self.head
-        path = head.path.decode("latin-1")
-        if self.began:
-            ctx.metrics.observe(head.method.decode("latin-1"), path, self.status, duration)
-        if ctx.access_log.enabled and head.path not in ctx.settings.skip_log_paths:
-            ctx.access_log.write(
-                access_event(
-                    request_id=self.request_id,
-                    trace_id=self.trace_id,
-                    method=head.method.decode("latin-1"),
-                    path=path,
-                    status=self.status,
-                    duration_s=duration,
-                    bytes_sent=self.bytes_sent,
-                    client_ip=self.client.peer,
-                    user_agent=head.user_agent[:512].decode("latin-1"),
-                    upstream_s=(now - self.upstream_started) if self.upstream_started else None,
-                    aborted=aborted,
-                )
-            )
+        _report(self, aborted)
         self.client.exchange_done(self, aborted)
 
     def pause_client_reading(self) -> None:
@@ -491,7 +412,42 @@ class Exchange:
         self.client.resume_reading("upstream")
 
 
-_REPLACED_BY_JSON = (b"content-type", b"content-length", b"transfer-encoding", b"content-encoding")
+def _report(exchange: Exchange, aborted: bool) -> None:
+    """The finished exchange counted in the metrics and written to the access log."""
+    ctx = exchange.ctx
+    now = time.perf_counter()
+    duration = now - exchange.started
+    head = exchange.head
+    method = head.method.decode("latin-1")
+    path = head.path.decode("latin-1")
+    if exchange.began:
+        ctx.metrics.observe(method, path, exchange.status, duration)
+    if ctx.access_log.enabled and head.path not in ctx.settings.skip_log_paths:
+        ctx.access_log.write(
+            access_event(
+                request_id=head.ids.request_id,
+                trace_id=head.ids.trace_id,
+                method=method,
+                path=path,
+                status=exchange.status,
+                duration_s=duration,
+                bytes_sent=exchange.bytes_sent,
+                client_ip=exchange.client.peer,
+                user_agent=head.user_agent[:512].decode("latin-1"),
+                upstream_s=(now - exchange.upstream_started) if exchange.upstream_started else None,
+                aborted=aborted,
+            )
+        )
+
+
+def _log_fields(exchange: Exchange) -> dict[str, str]:
+    head = exchange.head
+    return {
+        "method": head.method.decode("latin-1"),
+        "path": head.path[:512].decode("latin-1"),
+        "request_id": head.ids.request_id,
+        "trace_id": head.ids.trace_id,
+    }
 
 
 def _error_id_from_upstream(headers: Headers) -> str:

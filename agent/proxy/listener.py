@@ -23,6 +23,7 @@ from agent.proxy.context import ProxyContext
 from agent.proxy.exchange import Exchange
 from agent.proxy.request_head import Reject, RequestHead, parse_request_head, upstream_request_head
 from agent.proxy.response_head import error_answer
+from agent.proxy.settings import ProxyLimits
 from agent.proxy.wire import CONTINUE_100
 from agent.rules.ids import new_ids
 
@@ -211,7 +212,7 @@ class ClientConnection(asyncio.Protocol):
                 self.write(CONTINUE_100)  # the agent answers the expectation; the app never sees it
         if self.current is None:
             self.current = exchange
-            if exchange.local is None:
+            if exchange.head.local is None:
                 self._starting = exchange  # begun when this packet is parsed (data_received)
         else:
             if len(self.queue) >= MAX_PIPELINED:
@@ -262,7 +263,7 @@ class ClientConnection(asyncio.Protocol):
         if exchange is None:
             return
         exchange.on_request_complete()
-        if exchange is self.current and exchange.local is not None and not exchange.done:
+        if exchange is self.current and exchange.head.local is not None and not exchange.done:
             exchange.begin()
 
     # --- refusals -------------------------------------------------------------------------
@@ -395,60 +396,75 @@ class ClientConnection(asyncio.Protocol):
             self.current = nxt
             if not self.queue:
                 self.resume_reading("pipeline")
-            if nxt.local is None or nxt.request_done:
+            if nxt.head.local is None or nxt.request_done:
                 nxt.begin()
             return
         self.resume_reading("pipeline")
 
-    # --- deadlines (called by the listener's sweeper) --------------------------------------
 
-    def sweep(self, now: float) -> None:
-        limits = self.ctx.limits
-        if self.closed:
-            return
-        if self.head_started is not None and now - self.head_started > limits.header_timeout_s:
-            log.info("request head deadline passed: closing", extra={"client_ip": self.peer})
-            self.abort()
-            return
-        if self.body_started is not None and self.parsing is not None:
-            elapsed = now - self.body_started
-            stalled = now - self.last_progress > limits.body_timeout_s
-            too_slow = elapsed > limits.body_timeout_s and self.body_received / elapsed < limits.min_body_rate_bytes_s
-            if stalled or too_slow:
-                exchange = self.parsing
-                log.info(
-                    "request body too slow: closing",
-                    extra={"client_ip": self.peer, "request_id": exchange.request_id, "trace_id": exchange.trace_id},
-                )
-                if exchange is self.current and not exchange.response_started:
-                    exchange.fail(408, "REQUEST_TIMEOUT", close=True, reason="request body too slow")
-                    self.close()
-                else:
-                    self.abort()
-                return
-        current = self.current
-        if current is not None and self.write_paused_since is not None:
-            # The client stopped reading: the app is not slow, the client is. After
-            # read_timeout_s the connection is cut, counted as the client's doing.
-            if now - self.write_paused_since > limits.read_timeout_s:
-                log.info(
-                    "client stopped reading: closing",
-                    extra={"client_ip": self.peer, "request_id": current.request_id, "trace_id": current.trace_id},
-                )
-                self.abort()
-                current.on_client_lost()
-            return
-        if current is not None:
-            upstream = current.upstream
-            waiting = upstream is not None and current.request_done
-            if waiting and now - max(upstream.last_progress, self.last_progress) > limits.read_timeout_s:  # type: ignore[union-attr]
-                current.on_read_timeout()
-            return
-        if self.head_started is None and self.parsing is None:
-            # A connection that never sent a request gets the head deadline, not keep-alive's.
-            idle_limit = limits.keepalive_timeout_s if self.requests else limits.header_timeout_s
-            if now - self.idle_since > idle_limit:
-                self.close()
+# --- deadlines (checked by the listener's sweeper) ---------------------------------------
+
+
+def sweep_connection(conn: ClientConnection, now: float) -> None:
+    """Apply the agent's deadlines to one client connection (one sweeper for all, no timer each)."""
+    limits = conn.ctx.limits
+    if conn.closed:
+        return
+    if conn.head_started is not None and now - conn.head_started > limits.header_timeout_s:
+        log.info("request head deadline passed: closing", extra={"client_ip": conn.peer})
+        conn.abort()
+    elif conn.body_started is not None and conn.parsing is not None:
+        _sweep_body(conn, now, limits)
+    elif conn.current is not None:
+        _sweep_response(conn, conn.current, now, limits)
+    elif conn.head_started is None and conn.parsing is None:
+        # A connection that never sent a request gets the head deadline, not keep-alive's.
+        idle_limit = limits.keepalive_timeout_s if conn.requests else limits.header_timeout_s
+        if now - conn.idle_since > idle_limit:
+            conn.close()
+
+
+def _sweep_body(conn: ClientConnection, now: float, limits: ProxyLimits) -> None:
+    """A body must keep moving (``proxy.body_timeout_s``) at ``proxy.min_body_rate_bytes_s``."""
+    assert conn.body_started is not None and conn.parsing is not None
+    elapsed = now - conn.body_started
+    stalled = now - conn.last_progress > limits.body_timeout_s
+    too_slow = elapsed > limits.body_timeout_s and conn.body_received / elapsed < limits.min_body_rate_bytes_s
+    if not (stalled or too_slow):
+        if conn.current is not None:
+            _sweep_response(conn, conn.current, now, limits)
+        return
+    exchange = conn.parsing
+    log.info(
+        "request body too slow: closing",
+        extra={"client_ip": conn.peer, "request_id": exchange.request_id, "trace_id": exchange.trace_id},
+    )
+    if exchange is conn.current and not exchange.response_started:
+        exchange.fail(408, "REQUEST_TIMEOUT", close=True, reason="request body too slow")
+        conn.close()
+    else:
+        conn.abort()
+
+
+def _sweep_response(conn: ClientConnection, current: Exchange, now: float, limits: ProxyLimits) -> None:
+    if conn.write_paused_since is not None:
+        # The client stopped reading: the app is not slow, the client is. After
+        # read_timeout_s the connection is cut, counted as the client's doing.
+        if now - conn.write_paused_since > limits.read_timeout_s:
+            log.info(
+                "client stopped reading: closing",
+                extra={"client_ip": conn.peer, "request_id": current.request_id, "trace_id": current.trace_id},
+            )
+            conn.abort()
+            current.on_client_lost()
+        return
+    upstream = current.upstream
+    if (
+        upstream is not None
+        and current.request_done
+        and now - max(upstream.last_progress, conn.last_progress) > limits.read_timeout_s
+    ):
+        current.on_read_timeout()
 
 
 def _can_write_eof(transport: asyncio.Transport) -> bool:
@@ -479,7 +495,7 @@ class MainListener:
             now = time.monotonic()
             for conn in list(self.ctx.connections):
                 try:
-                    conn.sweep(now)
+                    sweep_connection(conn, now)
                 except Exception as exc:  # one connection's bug must not stop every deadline
                     conn.internal_error(exc, "deadline sweep")
             self.ctx.pool.sweep(now)

@@ -13,6 +13,7 @@ from typing import NamedTuple, Protocol
 from agent.health.policy import Snapshot
 from agent.health.render import dumps, health_body, health_json_body, live_body, ready_body, startup_body
 from agent.proxy.request_head import RequestHead
+from agent.proxy.response_head import local_head
 from agent.proxy.settings import HEALTH, LIVE, METRICS, PREFLIGHT, READY, ProxySettings
 from agent.rules.security_headers import encode
 
@@ -35,6 +36,18 @@ class LocalAnswer(NamedTuple):
     body: bytes
     extra: bytes  # header lines beyond those every answer carries
     error_code: str | None = None  # answered with the agent's JSON error instead
+
+    def head(self, settings: ProxySettings, request: RequestHead, *, close: bool) -> bytes:
+        return local_head(
+            settings,
+            self.status,
+            request_id=request.ids.request_id,
+            https=request.https,
+            close=close,
+            content_type=self.content_type,
+            content_length=len(self.body),
+            extra=self.extra,
+        )
 
 
 def local_answer(settings: ProxySettings, head: RequestHead, state: HealthState, metrics_page: MetricsPage | None) -> LocalAnswer:

@@ -111,7 +111,8 @@ def test_check_config_prints_the_effective_config_as_json(tmp_path: Path) -> Non
     config = json.loads(result.stdout)
     assert config["server"]["listen"] == "127.0.0.1:18080"
     assert config["upstream"]["url"] == "http://127.0.0.1:18081"
-    assert set(config["checks"]) == {"upstream"}
+    assert set(config["checks"]) == {"upstream", "disk"}
+    assert config["checks"]["disk"] == {"type": "disk", "enabled": False}  # as a file says it
     assert config["checks"]["upstream"]["url"] == "http://127.0.0.1:18081/health"
     assert result.stderr.strip().splitlines() == [f"configuration OK ({path})"]
 

@@ -38,15 +38,18 @@ ALL_CHECK_KEYS = COMMON_KEYS | {f.name for cls in CHECK_TYPES.values() for f in 
 
 def build_checks(
     raw_checks: Any, health: HealthConfig, upstream: UpstreamConfig, environ: Mapping[str, str]
-) -> tuple[CheckConfig, ...]:
-    """The enabled checks, in order: the built-in ones first, then the file's in file order."""
-    merged = _merge_with_defaults(raw_checks)
-    checks = []
-    for name, raw in merged.items():
-        check = _build_check(name, raw, health, upstream, environ, explicit=name in raw_checks)
-        if check is not None:
-            checks.append(check)
-    return tuple(checks)
+) -> tuple[tuple[CheckConfig, ...], tuple[tuple[str, str], ...]]:
+    """(the enabled checks, (name, type) of the disabled ones), built-in names first, then file order."""
+    checks, disabled = [], []
+    for name, raw in _merge_with_defaults(raw_checks).items():
+        common, settings = _parse_check(name, raw)
+        if not common.enabled:
+            disabled.append((name, common.type))
+            continue
+        resolved = _resolve_settings(settings, f"checks.{name}", upstream, environ, explicit=name in raw_checks)
+        if resolved is not None:
+            checks.append(_check_config(name, common, resolved, health))
+    return tuple(checks), tuple(disabled)
 
 
 def _merge_with_defaults(raw_checks: Any) -> dict[str, ConfigTable]:
@@ -65,21 +68,18 @@ def _merge_with_defaults(raw_checks: Any) -> dict[str, ConfigTable]:
     return merged
 
 
-def _build_check(
-    name: str, raw: ConfigTable, health: HealthConfig, upstream: UpstreamConfig, environ: Mapping[str, str], *, explicit: bool
-) -> CheckConfig | None:
-    """One check, or None when it is disabled (or is the built-in database check without a DSN)."""
+def _parse_check(name: str, raw: ConfigTable) -> tuple[CommonCheckKeys, CheckSettings]:
+    """The keys every check has, and the settings of its type; every key is checked, enabled or not."""
     prefix = f"checks.{name}"
     if "type" not in raw:
         raise ConfigError(f"{prefix}.type", f"is required ({' | '.join(CHECK_TYPES)})")
     common: CommonCheckKeys = build_section(CommonCheckKeys, {k: v for k, v in raw.items() if k in COMMON_KEYS}, prefix)
     settings_raw = {k: v for k, v in raw.items() if k not in COMMON_KEYS}
-    settings: CheckSettings | None = build_section(CHECK_TYPES[common.type], settings_raw, prefix)
-    if not common.enabled:
-        return None
-    settings = _resolve_settings(settings, prefix, upstream, environ, explicit=explicit)
-    if settings is None:
-        return None
+    settings: CheckSettings = build_section(CHECK_TYPES[common.type], settings_raw, prefix)
+    return common, settings
+
+
+def _check_config(name: str, common: CommonCheckKeys, settings: CheckSettings, health: HealthConfig) -> CheckConfig:
     return CheckConfig(
         name=name,
         type=common.type,
@@ -93,7 +93,7 @@ def _build_check(
 
 
 def _resolve_settings(
-    settings: CheckSettings | None, prefix: str, upstream: UpstreamConfig, environ: Mapping[str, str], *, explicit: bool
+    settings: CheckSettings, prefix: str, upstream: UpstreamConfig, environ: Mapping[str, str], *, explicit: bool
 ) -> CheckSettings | None:
     if isinstance(settings, PostgresSettings):
         return _resolve_dsn(settings, prefix, environ, explicit=explicit)

@@ -85,8 +85,8 @@ def build_config(table: ConfigTable, environ: Mapping[str, str], source: str) ->
     if not admin.token.reveal() and admin.token_env:
         sections["admin"] = dataclasses.replace(admin, token=Secret(environ.get(admin.token_env, "")))
     _validate_cross_section(sections)
-    checks = build_checks(table.get("checks", {}), sections["health"], sections["upstream"], environ)
-    return AgentConfig(**sections, checks=checks, source=source)
+    checks, disabled = build_checks(table.get("checks", {}), sections["health"], sections["upstream"], environ)
+    return AgentConfig(**sections, checks=checks, disabled_checks=disabled, source=source)
 
 
 def _build_security_headers(raw: Mapping[str, Any]) -> SecurityHeadersConfig:

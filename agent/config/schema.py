@@ -193,6 +193,8 @@ class AgentConfig:
     checks: tuple[CheckConfig, ...] = ()
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
+    # (name, type) of every [checks.NAME] table with enabled = false, so the printed config says so.
+    disabled_checks: tuple[tuple[str, str], ...] = ()
     source: str = "defaults"
 
     def secrets(self) -> tuple[str, ...]:
@@ -204,8 +206,11 @@ class AgentConfig:
         return tuple(v for v in values if v)
 
 
+# The [section] tables: every AgentConfig field that is not the checks or what the loader records.
 SECTIONS: dict[str, type[Any]] = {
-    name: hint for name, hint in get_type_hints(AgentConfig).items() if name not in ("checks", "source")
+    name: hint
+    for name, hint in get_type_hints(AgentConfig).items()
+    if name not in ("checks", "disabled_checks", "source")
 }
 
 DEFAULT_CHECKS: dict[str, ConfigTable] = {

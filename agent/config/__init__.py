@@ -6,14 +6,15 @@ must be > 0, got -1``); the CLI turns it into exit code 2 before any port is bou
 
 Modules: ``schema`` (the frozen dataclasses), ``fields`` (field helper, validators), ``headers``
 (default security headers), ``convert`` (table -> section), ``load`` (file, cross-section
-validation), ``env`` (``AGENT_*`` overrides), ``checks`` (``[checks.*]``, DSNs) and ``public``
-(the masked dump ``check-config`` prints).
+validation), ``env`` (``AGENT_*`` overrides), ``checks`` (``[checks.*]``, DSNs), ``public``
+(the masked dump ``check-config`` prints) and ``exposure`` (secrets in a readable file).
 """
 
 from __future__ import annotations
 
 from agent.config.checks import normalize_dsn
 from agent.config.errors import ConfigError
+from agent.config.exposure import ReadableSecretFile, readable_secret_warning
 from agent.config.fields import (
     Validator,
     listen_address,
@@ -75,6 +76,7 @@ __all__ = [
     "MetricsConfig",
     "PostgresSettings",
     "ProxyConfig",
+    "ReadableSecretFile",
     "RequestIdConfig",
     "SecurityHeadersConfig",
     "ServerConfig",
@@ -91,5 +93,6 @@ __all__ = [
     "parse_status_ranges",
     "positive",
     "ratio",
+    "readable_secret_warning",
     "to_public_dict",
 ]

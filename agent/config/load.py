@@ -19,6 +19,7 @@ from agent.config.checks import build_checks
 from agent.config.convert import build_section, type_name
 from agent.config.env import apply_env_overrides
 from agent.config.errors import ConfigError
+from agent.config.exposure import secret_keys
 from agent.config.fields import CONTROL_CHARS, HEADER_NAME, is_http_url, parse_listen
 from agent.config.headers import DEFAULT_SECURITY_HEADERS
 from agent.config.schema import (
@@ -49,8 +50,9 @@ def load_config(path: str | Path | None, environ: Mapping[str, str]) -> AgentCon
     if path is not None:
         table = _read_toml(Path(path))
         source = str(path)
+    in_file = secret_keys(table)
     apply_env_overrides(table, environ)
-    return build_config(table, environ, source)
+    return dataclasses.replace(build_config(table, environ, source), secret_keys_in_file=in_file)
 
 
 def _read_toml(path: Path) -> ConfigTable:

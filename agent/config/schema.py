@@ -57,8 +57,6 @@ class RequestIdConfig:
     pattern: str = opt(r"^[A-Za-z0-9._:+=/@-]{1,128}$", doc="incoming IDs not matching this are replaced")
 
 
-
-
 @dataclass(frozen=True, slots=True)
 class SecurityHeadersConfig:
     override: bool = opt(False, doc="replace values the upstream already set")
@@ -196,6 +194,9 @@ class AgentConfig:
     # (name, type) of every [checks.NAME] table with enabled = false, so the printed config says so.
     disabled_checks: tuple[tuple[str, str], ...] = ()
     source: str = "defaults"
+    # Keys of the file itself that hold a secret (agent.config.exposure); where a value came from
+    # is no part of what the config is, so it takes no part in equality.
+    secret_keys_in_file: tuple[str, ...] = field(default=(), compare=False)
 
     def secrets(self) -> tuple[str, ...]:
         """Every secret value, for the redactor; never printed."""
@@ -210,7 +211,7 @@ class AgentConfig:
 SECTIONS: dict[str, type[Any]] = {
     name: hint
     for name, hint in get_type_hints(AgentConfig).items()
-    if name not in ("checks", "disabled_checks", "source")
+    if name not in ("checks", "disabled_checks", "source", "secret_keys_in_file")
 }
 
 DEFAULT_CHECKS: dict[str, ConfigTable] = {
@@ -218,5 +219,3 @@ DEFAULT_CHECKS: dict[str, ConfigTable] = {
     "upstream": {"type": "http", "critical": True},
     "disk": {"type": "disk", "critical": False},
 }
-
-

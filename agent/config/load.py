@@ -86,6 +86,7 @@ def build_config(table: ConfigTable, environ: Mapping[str, str], source: str) ->
     admin: AdminConfig = sections["admin"]
     if not admin.token.reveal() and admin.token_env:
         sections["admin"] = dataclasses.replace(admin, token=Secret(environ.get(admin.token_env, "")))
+    sections["security_headers"] = _keep_request_id_header(sections["security_headers"], sections["request_id"])
     _validate_cross_section(sections)
     checks, disabled = build_checks(table.get("checks", {}), sections["health"], sections["upstream"], environ)
     return AgentConfig(**sections, checks=checks, disabled_checks=disabled, source=source)
@@ -109,6 +110,14 @@ def _build_security_headers(raw: Mapping[str, Any]) -> SecurityHeadersConfig:
         else:
             headers[key.lower()] = (key, value)
     return dataclasses.replace(base, headers=tuple(headers.values()))
+
+
+def _keep_request_id_header(security: SecurityHeadersConfig, request_id: RequestIdConfig) -> SecurityHeadersConfig:
+    """The agent sends ``request_id.header`` on every response: it is never in the removal list
+    (``X-Kong-Request-Id`` is in OWASP's, for one)."""
+    own = request_id.header.lower()
+    remove = tuple(name for name in security.remove if name.lower() != own)
+    return security if len(remove) == len(security.remove) else dataclasses.replace(security, remove=remove)
 
 
 def _validate_cross_section(sections: Mapping[str, Any]) -> None:

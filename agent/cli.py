@@ -6,12 +6,13 @@ Exit codes: 0 success / clean drain, 1 cannot start or probe failed, 2 invalid c
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 from collections.abc import Sequence
 
 from agent import __version__
-from agent.config import AgentConfig, ConfigError, load_config, to_public_dict
+from agent.config import AgentConfig, ConfigError, ReadableSecretFile, load_config, readable_secret_warning, to_public_dict
 
 EXIT_OK, EXIT_FAIL, EXIT_CONFIG = 0, 1, 2
 
@@ -42,6 +43,16 @@ def _load(path: str | None) -> AgentConfig:
     return load_config(path, os.environ)
 
 
+def _readable_secret_file(config: AgentConfig) -> ReadableSecretFile | None:
+    if not config.secret_keys_in_file:
+        return None
+    try:
+        mode = os.stat(config.source).st_mode
+    except OSError:
+        return None
+    return readable_secret_warning(config.source, mode, config)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "version":
@@ -60,10 +71,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"sidecar-agent: invalid configuration: {exc}", file=sys.stderr)
         return EXIT_CONFIG
+    exposed = _readable_secret_file(config)
     if args.command == "check-config":
         import orjson
 
         sys.stdout.write(orjson.dumps(to_public_dict(config), option=orjson.OPT_INDENT_2).decode() + "\n")
+        if exposed:
+            print(f"sidecar-agent: warning: {exposed}", file=sys.stderr)
         print(f"configuration OK ({config.source})", file=sys.stderr)
         return EXIT_OK
     from agent.logs import setup_logging
@@ -74,6 +88,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as exc:
         print(f"sidecar-agent: cannot open logging.file: {exc}", file=sys.stderr)
         return EXIT_FAIL
+    if exposed:
+        extra = {"config_file": exposed.path, "mode": f"{exposed.mode:04o}", "secret_keys": list(exposed.keys)}
+        logging.getLogger("agent.config").warning("config file holding a secret is readable by group/others", extra=extra)
     return run_server(config)
 
 

@@ -111,7 +111,8 @@ def test_check_config_prints_the_effective_config_as_json(tmp_path: Path) -> Non
     config = json.loads(result.stdout)
     assert config["server"]["listen"] == "127.0.0.1:18080"
     assert config["upstream"]["url"] == "http://127.0.0.1:18081"
-    assert set(config["checks"]) == {"upstream"}
+    assert set(config["checks"]) == {"upstream", "disk"}
+    assert config["checks"]["disk"] == {"type": "disk", "enabled": False}  # as a file says it
     assert config["checks"]["upstream"]["url"] == "http://127.0.0.1:18081/health"
     assert result.stderr.strip().splitlines() == [f"configuration OK ({path})"]
 
@@ -178,6 +179,47 @@ def test_check_config_with_database_url_only(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert PASSWORD not in result.stdout + result.stderr
     assert json.loads(result.stdout)["checks"]["database"]["critical"] is True
+
+
+@pytest.mark.parametrize(("mode", "warned"), [(0o644, True), (0o640, True), (0o600, False)], ids=["0644", "0640", "0600"])
+def test_check_config_warns_when_a_file_holding_a_secret_is_readable_by_others(
+    tmp_path: Path, mode: int, warned: bool
+) -> None:
+    path = write_config(tmp_path, {"admin": {"token": ADMIN_TOKEN}})
+    path.chmod(mode)
+    result = cli("check-config", "-c", str(path), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    warning = (
+        f"sidecar-agent: warning: config file {path} holds a secret (admin.token)"
+        f" and is readable by group/others (mode {mode:04o})"
+    )
+    expected = [warning] if warned else []
+    assert result.stderr.splitlines() == [*expected, f"configuration OK ({path})"]
+    assert ADMIN_TOKEN not in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(("mode", "warned"), [(0o644, True), (0o600, False)], ids=["0644", "0600"])
+def test_run_logs_a_warning_when_a_file_holding_a_secret_is_readable_by_others(
+    agent_factory: Callable[..., AgentProcess], mode: int, warned: bool
+) -> None:
+    agent = agent_factory(
+        {"upstream": {"url": f"http://127.0.0.1:{free_port()}"}, "admin": {"token": ADMIN_TOKEN}}, start=False
+    )
+    agent.config_path.chmod(mode)
+    agent.start()
+    agent.stop()
+    records = agent.log_records()
+    assert "agent started" in [r["message"] for r in records]
+    exposed = [r for r in records if r["message"] == "config file holding a secret is readable by group/others"]
+    if warned:
+        assert len(exposed) == 1, records
+        assert exposed[0]["level"] == "WARNING"
+        assert exposed[0]["config_file"] == str(agent.config_path)
+        assert exposed[0]["mode"] == f"{mode:04o}"
+        assert exposed[0]["secret_keys"] == ["admin.token"]
+    else:
+        assert exposed == []
+    assert ADMIN_TOKEN not in agent.output()
 
 
 BAD_CONFIGS: list[tuple[str, Any, dict[str, str], str]] = [

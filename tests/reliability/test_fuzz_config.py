@@ -2,7 +2,7 @@
 a one-line ``ConfigError`` naming a key, never another exception, and a DSN password or admin
 token never shows in an error, in ``to_public_dict`` or in what ``check-config`` prints.
 
-Goes further than the property in tests/test_config.py: arbitrarily nested tables with real and
+Goes further than the property in tests/config/test_load.py: arbitrarily nested tables with real and
 junk keys, raw (mostly broken) TOML text, random ``AGENT_*`` names with random values, and DSNs
 whose passwords hold ``@ : % / ? # [ ] =`` and spaces. Fixed seed (``derandomize=True``).
 """

@@ -331,11 +331,12 @@ def test_toml_rendering_keeps_types(tmp_path: Path):
     assert effective["proxy"]["trusted_proxies"] == ["10.0.0.0/8", "fd00::/8"]
     assert effective["health"]["failure_threshold"] == 3
     assert effective["health"]["max_loop_lag_s"] == 0.25
-    assert effective["security_headers"]["headers"]["X-Frame-Options"] == "SAMEORIGIN"
-    assert "Content-Security-Policy" not in effective["security_headers"]["headers"]
+    assert effective["security_headers"]["X-Frame-Options"] == "SAMEORIGIN"
+    assert effective["security_headers"]["Content-Security-Policy"] == ""  # removed, as a file says it
     assert effective["request_id"]["pattern"] == config["request_id"]["pattern"]
     assert effective["checks"]["cache"]["port"] == 6379
-    assert set(effective["checks"]) == {"upstream", "cache", "memory"}
+    assert set(effective["checks"]) == {"upstream", "cache", "memory", "disk"}
+    assert effective["checks"]["disk"] == {"type": "disk", "enabled": False}
 
 
 # --- bad values fail at install time ------------------------------------------------------

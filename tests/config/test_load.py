@@ -159,7 +159,7 @@ def test_documented_defaults_match_spec() -> None:
     assert set(public["checks"]) == {"upstream", "disk"}
     assert public["checks"]["upstream"]["path"] == "/health"
     assert public["checks"]["disk"]["critical"] is False
-    headers = public["security_headers"]["headers"]
+    headers = public["security_headers"]  # header names are keys of the section, as in a file
     assert headers["X-Content-Type-Options"] == "nosniff"
     assert headers["X-Frame-Options"] == "DENY"
     assert headers.get("X-XSS-Protection", "0") == "0"

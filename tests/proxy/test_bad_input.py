@@ -16,7 +16,6 @@ import time
 import pytest
 
 from agent.rules.errors import code_for_status
-
 from tests.proxy.support import SECURITY_HEADERS, UUID4, async_wait_until, get, log_lines, raw_exchange, wait_for_log
 
 H = b"Host: test.local\r\n"

@@ -128,6 +128,10 @@ class Exchange:
         close = not self.keep_alive or ctx.draining
         self.answer(answer.status, answer.head(ctx.settings, self.head, close=close), answer.body, close=close)
 
+    def close_after(self) -> None:
+        """The client connection closes once this exchange's response is sent."""
+        self.keep_alive = False
+
     def answer(self, status: int, head: bytes, body: bytes, *, close: bool) -> None:
         """Send a whole answer the agent made (no body after HEAD) and finish the exchange."""
         self.status = status

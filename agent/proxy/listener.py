@@ -112,7 +112,7 @@ class ClientConnection(asyncio.Protocol):
             self.pause_reading("upgrade")
             for exchange in (self.current, *self.queue):
                 if exchange is not None:
-                    exchange.keep_alive = False
+                    exchange.close_after()
         except httptools.HttpParserError as exc:
             self.reject(Reject(str(exc) or type(exc).__name__))
         except Reject as exc:
@@ -281,7 +281,6 @@ class ClientConnection(asyncio.Protocol):
             self._starting = None  # refused before anything of it was forwarded
         if parsing is not None and parsing is self.current and not parsing.done:
             parsing.fail(exc.status, exc.code, close=True, reason=str(exc), exc=exc.cause)
-            parsing.keep_alive = False
             self._close_when_idle()
             return
         if parsing is not None and parsing in self.queue:
@@ -514,7 +513,7 @@ class MainListener:
                 if idle and (conn.requests or now - conn.idle_since > NEW_CONNECTION_GRACE_S):
                     conn.close()
                 elif conn.current is not None:
-                    conn.current.keep_alive = False
+                    conn.current.close_after()
             if not self.ctx.connections or time.monotonic() >= deadline:
                 break
             await asyncio.sleep(0.05)

@@ -20,9 +20,9 @@ from string import Template
 
 from aiohttp import web
 
-from agent.status.auth import AdminAuth, unauthorized
-from agent.status.script import SCRIPT
-from agent.status.style import STYLE
+from agent.admin.auth import AdminAuth, unauthorized
+from agent.admin.status.script import SCRIPT
+from agent.admin.status.style import STYLE
 
 STATUS_CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self'; "

@@ -1,25 +1,42 @@
-"""One JSON access-log line per request (SPEC §9), skipping probe and scrape paths."""
+"""The admin listener's access log: one line per request, the event of ``agent.rules.access``.
+
+The same keys as the main listener (SPEC §9), ``upstream_ms`` always null: the admin listener
+proxies nothing. Paths in ``logging.skip_paths`` (probes, scrapes) are not logged. The line goes
+through ``logging`` (the ``agent.access`` logger), like the main listener's when it writes to a
+file, so the log's handlers render it.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Iterable
+from typing import Any
 
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
-log = logging.getLogger("agent.access")
+from agent.admin.context import IDS_KEY
+from agent.rules.access import LOGGER_NAME, access_event
 
-MAX_LOGGED_CHARS = 512  # a client-controlled value never dominates a log record
+log = logging.getLogger(LOGGER_NAME)
+
+# Written by the log renderer itself (agent.logs.record_fields).
+_RENDERED_KEYS = frozenset({"timestamp", "level", "logger", "message"})
 
 
-def _body_bytes(response: web.StreamResponse | None) -> int:
+def _bytes_sent(response: web.StreamResponse | None) -> int:
     if response is None:
         return 0
     if isinstance(response, web.Response):
         return response.content_length or 0
     return response.content_length if response.content_length is not None else response.body_length
+
+
+def write_access_event(event: dict[str, Any]) -> None:
+    """One event through ``logging``: its fixed keys come from the record, the rest as fields."""
+    log.info(event["message"], extra={k: v for k, v in event.items() if k not in _RENDERED_KEYS})
 
 
 def make_access_log_middleware(skip_paths: Iterable[str]) -> Middleware:
@@ -30,7 +47,7 @@ def make_access_log_middleware(skip_paths: Iterable[str]) -> Middleware:
         if request.path in skip:
             return await handler(request)
         started = time.perf_counter()
-        status = 500
+        status, aborted = 500, False
         response: web.StreamResponse | None = None
         try:
             response = await handler(request)
@@ -39,19 +56,24 @@ def make_access_log_middleware(skip_paths: Iterable[str]) -> Middleware:
         except web.HTTPException as exc:
             status = exc.status
             raise
+        except asyncio.CancelledError:  # the client went away mid-request
+            aborted = True
+            raise
         finally:
-            log.info(
-                "request completed",
-                extra={
-                    "method": request.method[:16],
-                    "path": request.path[:MAX_LOGGED_CHARS],
-                    "status": status,
-                    "duration_ms": round((time.perf_counter() - started) * 1000, 3),
-                    "bytes_sent": _body_bytes(response),
-                    "client_ip": request.remote,
-                    "user_agent": request.headers.get("User-Agent", "")[:MAX_LOGGED_CHARS],
-                    "upstream_ms": None,  # the admin listener proxies nothing
-                },
+            ids = request.get(IDS_KEY)
+            event = access_event(
+                request_id=ids.request_id if ids is not None else None,
+                trace_id=ids.trace_id if ids is not None else None,
+                method=request.method,
+                path=request.path,
+                status=status,
+                duration_s=time.perf_counter() - started,
+                bytes_sent=_bytes_sent(response),
+                client_ip=request.remote,
+                user_agent=request.headers.get("User-Agent", ""),
+                upstream_s=None,
+                aborted=aborted,
             )
+            write_access_event(event)
 
     return access_log

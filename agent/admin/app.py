@@ -1,11 +1,10 @@
 """The admin listener's aiohttp application: full health details, ``/status``, drain, ``/metrics``.
 
-Moved from ``agent/app.py``; ``agent/app.py`` calls :func:`create_admin_app`.
+Everything here adapts ``agent.rules`` (ids, security headers, errors, the access-log event) to
+aiohttp; the rules themselves are the main listener's too.
 """
 
 from __future__ import annotations
-
-import hmac
 
 from aiohttp import web
 from aiohttp.typedefs import Middleware
@@ -14,14 +13,15 @@ from prometheus_client import CollectorRegistry
 from agent import __version__
 from agent.admin.access_log import make_access_log_middleware
 from agent.admin.auth import AdminAuth
-from agent.admin.context import make_request_context_middleware, make_request_id_hook
+from agent.admin.context import make_request_context_middleware
 from agent.admin.errors import errors_middleware
 from agent.admin.health import add_health_routes
-from agent.admin.hooks import make_security_headers_hook
+from agent.admin.hooks import make_request_id_hook, make_security_headers_hook, security_headers_rule
 from agent.admin.metrics import make_metrics_handler
 from agent.admin.status import add_status_routes
 from agent.config import AgentConfig
 from agent.health.monitor import Monitor
+from agent.rules.ids import RequestIdRule
 
 MONITOR_KEY = web.AppKey("monitor", Monitor)
 CONFIG_KEY = web.AppKey("config", AgentConfig)
@@ -29,9 +29,8 @@ CONFIG_KEY = web.AppKey("config", AgentConfig)
 
 def admin_middlewares(config: AgentConfig) -> list[Middleware]:
     """Outermost first: request context, then the access log (which sees final statuses), then errors."""
-    middlewares: list[Middleware] = [
-        make_request_context_middleware(header=config.request_id.header, pattern=config.request_id.pattern)
-    ]
+    rule = RequestIdRule(config.request_id.header, config.request_id.pattern)
+    middlewares: list[Middleware] = [make_request_context_middleware(rule)]
     if config.logging.access_log:
         middlewares.append(make_access_log_middleware(config.logging.skip_paths))
     middlewares.append(errors_middleware)
@@ -41,12 +40,12 @@ def admin_middlewares(config: AgentConfig) -> list[Middleware]:
 def add_response_hooks(app: web.Application, config: AgentConfig) -> None:
     """The request id, then the security headers, on every response (``on_response_prepare``)."""
     app.on_response_prepare.append(make_request_id_hook(config.request_id.header))
-    app.on_response_prepare.append(make_security_headers_hook(config.security_headers))
+    app.on_response_prepare.append(make_security_headers_hook(security_headers_rule(config.security_headers)))
 
 
 def create_admin_app(config: AgentConfig, monitor: Monitor, registry: CollectorRegistry) -> web.Application:
     """Full health details, ``/status``, history and drain (behind ``admin.token`` when set), and ``/metrics``."""
-    auth = AdminAuth(config.admin.token.reveal().encode(), has_bearer=is_authorized)
+    auth = AdminAuth(config.admin.token.reveal().encode())
     public = config.health.public_details
 
     def detail(request: web.Request) -> str:
@@ -70,9 +69,3 @@ def create_admin_app(config: AgentConfig, monitor: Monitor, registry: CollectorR
     )
     add_response_hooks(app, config)
     return app
-
-
-def is_authorized(request: web.Request, token: bytes) -> bool:
-    """``Authorization: Bearer <token>``, compared in constant time."""
-    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
-    return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), token)

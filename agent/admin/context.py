@@ -1,51 +1,36 @@
-"""Request ID and trace context for every request, set before anything else runs.
+"""Request ids and trace context on the admin listener: the first middleware, over ``agent.rules.ids``.
 
-A valid incoming ``X-Request-ID`` (``request_id.pattern``, checked with fullmatch) is kept;
-anything else is replaced by a UUID4 and never echoed or logged. A valid ``traceparent`` is
-kept, an invalid or missing one replaced. Both land in contextvars for the log formatter, in
-``request["request_id"]`` / ``request["traceparent"]`` for handlers, and the request ID on the
-response (through :func:`make_request_id_hook`, so streamed and error responses get it too).
+The ids are resolved by the same rule as on the main listener (:func:`~agent.rules.ids.resolve_ids_text`:
+a valid incoming ``request_id.header`` and ``traceparent`` are kept, anything else made new, a
+non-ASCII value never kept). They land in ``request[IDS_KEY]`` for handlers and the other
+adapters, and in the log contextvars for every line written while the request is handled.
 """
 
 from __future__ import annotations
-
-import re
-import uuid
-from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
 from agent.logs import request_id_var, trace_id_var
-from agent.tracecontext import new_traceparent, parse_traceparent
+from agent.rules.ids import Ids, RequestIdRule, resolve_ids_text
 
-REQUEST_ID_KEY = web.RequestKey("request_id", str)
-TRACEPARENT_KEY = web.RequestKey("traceparent", str)
-
-
-def resolve_request_id(incoming: str | None, pattern: re.Pattern[str]) -> tuple[str, bool]:
-    """(request id, was it generated)."""
-    if incoming is not None and pattern.fullmatch(incoming):
-        return incoming, False
-    return str(uuid.uuid4()), True
+IDS_KEY = web.RequestKey("ids", Ids)
 
 
-def make_request_context_middleware(*, header: str, pattern: str) -> Middleware:
-    compiled = re.compile(pattern)
+def request_id_of(request: web.Request) -> str | None:
+    """The request's id once the middleware ran (None for a request aiohttp answered before it)."""
+    ids = request.get(IDS_KEY)
+    return ids.request_id if ids is not None else None
 
+
+def make_request_context_middleware(rule: RequestIdRule) -> Middleware:
     @web.middleware
     async def request_context(request: web.Request, handler: Handler) -> web.StreamResponse:
-        request_id, _ = resolve_request_id(request.headers.get(header), compiled)
-        incoming = request.headers.get("traceparent")
-        trace_id = parse_traceparent(incoming)
-        if incoming is None or trace_id is None:
-            traceparent, trace_id = new_traceparent()
-        else:
-            traceparent = incoming
-        request[REQUEST_ID_KEY] = request_id
-        request[TRACEPARENT_KEY] = traceparent
-        rid_token = request_id_var.set(request_id)
-        tid_token = trace_id_var.set(trace_id)
+        headers = request.headers
+        ids = resolve_ids_text(rule, headers.get(rule.header), headers.get("traceparent"), headers.get("tracestate"))
+        request[IDS_KEY] = ids
+        rid_token = request_id_var.set(ids.request_id)
+        tid_token = trace_id_var.set(ids.trace_id)
         try:
             return await handler(request)
         finally:
@@ -53,14 +38,3 @@ def make_request_context_middleware(*, header: str, pattern: str) -> Middleware:
             trace_id_var.reset(tid_token)
 
     return request_context
-
-
-def make_request_id_hook(header: str) -> Callable[[web.Request, web.StreamResponse], Awaitable[None]]:
-    """Puts the request ID on every response, streamed ones included (``on_response_prepare``)."""
-
-    async def add_request_id(request: web.Request, response: web.StreamResponse) -> None:
-        request_id = request.get(REQUEST_ID_KEY)
-        if request_id is not None:
-            response.headers[header] = request_id
-
-    return add_request_id

@@ -1,4 +1,11 @@
-"""Turns aiohttp's HTTP exceptions and unexpected exceptions into the agent's JSON errors."""
+"""The admin listener's own error responses, over ``agent.rules.errors`` (SPEC §5, STYLE rule 7).
+
+:func:`error_response` builds the JSON error document of both listeners and logs it once with the
+same ``error_id``. :func:`errors_middleware` maps aiohttp's HTTP exceptions through the one
+vocabulary (:func:`~agent.rules.errors.code_for_status`) and anything else to a 500
+``INTERNAL_ERROR`` whose body carries only the ``error_id``; the traceback goes to the log
+(ERROR, same ``error_id``).
+"""
 
 from __future__ import annotations
 
@@ -7,9 +14,45 @@ import logging
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from agent.errors import error_response
+from agent.admin.context import request_id_of
+from agent.rules.errors import code_for_status, error_json
 
-_CODES = {400: "BAD_REQUEST", 401: "UNAUTHORIZED", 404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED", 413: "PAYLOAD_TOO_LARGE"}
+log = logging.getLogger("agent.errors")
+
+# Headers of an aiohttp HTTP exception that still mean something on the JSON error.
+_KEPT_HEADERS = ("Allow", "WWW-Authenticate", "Retry-After")
+
+
+def error_response(
+    request: web.Request,
+    status: int,
+    code: str,
+    message: str | None = None,
+    *,
+    headers: dict[str, str] | None = None,
+    log_level: int = logging.WARNING,
+    exc_info: BaseException | None = None,
+    **log_fields: object,
+) -> web.Response:
+    """The JSON error (``X-Error-ID``, ``Cache-Control: no-store``), logged once with the same ``error_id``."""
+    error_id, body = error_json(code, request_id=request_id_of(request), message=message)
+    log.log(
+        log_level,
+        "request failed",
+        exc_info=exc_info,
+        extra={
+            "error_id": error_id,
+            "error_code": code,
+            "status": status,
+            "method": request.method,
+            "path": request.path,
+            **log_fields,
+        },
+    )
+    response = web.Response(status=status, body=body, content_type="application/json", headers=headers)
+    response.headers["X-Error-ID"] = error_id
+    response.headers["Cache-Control"] = "no-store"
+    return response
 
 
 @web.middleware
@@ -19,11 +62,8 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        code = _CODES.get(exc.status, "BAD_REQUEST" if exc.status < 500 else "INTERNAL_ERROR")
-        headers = {k: v for k, v in exc.headers.items() if k in ("Allow", "WWW-Authenticate", "Retry-After")}
+        headers = {name: exc.headers[name] for name in _KEPT_HEADERS if name in exc.headers}
         level = logging.INFO if exc.status < 500 else logging.ERROR
-        return error_response(exc.status, code, headers=headers, log_level=level, method=request.method, path=request.path)
-    except Exception as exc:  # a bug in the agent: 500 with an error_id, traceback only in the log
-        return error_response(
-            500, "INTERNAL_ERROR", log_level=logging.ERROR, exc_info=exc, method=request.method, path=request.path
-        )
+        return error_response(request, exc.status, code_for_status(exc.status), headers=headers, log_level=level)
+    except Exception as exc:  # a bug in the agent: 500 with an error_id, the traceback only in the log
+        return error_response(request, 500, "INTERNAL_ERROR", log_level=logging.ERROR, exc_info=exc)

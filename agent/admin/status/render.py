@@ -13,7 +13,7 @@ from typing import Any
 from agent.health.history import History
 from agent.health.policy import Snapshot, is_ready
 from agent.health.render import health_body
-from agent.logs import rfc3339
+from agent.rules.clock import rfc3339
 
 
 def _ms(seconds: float) -> float:

@@ -14,7 +14,7 @@ import logging
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from agent.admin.context import request_id_of
+from agent.admin.context import IDS_KEY
 from agent.rules.errors import code_for_status, error_json
 
 log = logging.getLogger("agent.errors")
@@ -35,12 +35,16 @@ def error_response(
     **log_fields: object,
 ) -> web.Response:
     """The JSON error (``X-Error-ID``, ``Cache-Control: no-store``), logged once with the same ``error_id``."""
-    error_id, body = error_json(code, request_id=request_id_of(request), message=message)
+    ids = request.get(IDS_KEY)
+    request_id = ids.request_id if ids is not None else None
+    error_id, body = error_json(code, request_id=request_id, message=message)
     log.log(
         log_level,
         "request failed",
         exc_info=exc_info,
         extra={
+            "request_id": request_id,
+            "trace_id": ids.trace_id if ids is not None else None,
             "error_id": error_id,
             "error_code": code,
             "status": status,

@@ -16,7 +16,7 @@ from typing import IO, Any
 import orjson
 
 from agent.config import LoggingConfig
-from agent.rules.clock import rfc3339
+from agent.rules.clock import rfc3339 as rfc3339  # re-exported: older modules import it from here
 
 request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
 trace_id_var: ContextVar[str | None] = ContextVar("trace_id", default=None)

@@ -37,7 +37,7 @@ from agent.checks.base import failed, passed  # noqa: E402
 from agent.config import build_config  # noqa: E402
 from agent.health.monitor import Monitor, ScheduledCheck  # noqa: E402
 from agent.metrics import create_registry  # noqa: E402
-from agent.metrics.handler import render  # noqa: E402
+from agent.metrics.exposition import render  # noqa: E402
 from agent.secrets import Redactor  # noqa: E402
 
 OPENMETRICS = "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5"

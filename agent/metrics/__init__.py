@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from agent.metrics.handler import make_metrics_handler, make_metrics_page
+from agent.metrics.exposition import make_metrics_page
 from agent.metrics.http import HttpMetrics
 from agent.metrics.registry import create_registry
 from agent.metrics.routes import RouteFolder
@@ -11,6 +11,5 @@ __all__ = [
     "HttpMetrics",
     "RouteFolder",
     "create_registry",
-    "make_metrics_handler",
     "make_metrics_page",
 ]

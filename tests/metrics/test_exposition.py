@@ -16,7 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from agent.app import create_monitor
 from agent.config import build_config
 from agent.metrics import create_registry
-from agent.metrics.handler import render
+from agent.metrics.exposition import render
 from tests.conftest import fast_checks
 from tests.metrics.promql import metric_names
 from tests.support.agent import REPO_ROOT, AgentProcess

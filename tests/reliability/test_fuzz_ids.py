@@ -3,11 +3,13 @@
 * Request id: an incoming ``X-Request-ID`` is kept exactly when it matches the default
   ``request_id.pattern`` (1-128 of ``A-Z a-z 0-9 . _ : + = / @ -``); anything else (CR/LF, too
   long, non-ASCII, empty, CTLs) is replaced by a fresh UUID4 and never echoed. Checked on both
-  implementations: ``resolve_request_id`` (admin listener) and the main listener itself, driven
+  implementations: ``agent.rules.ids`` as the admin listener applies it to decoded header values
+  (``RequestIdRule.accepts_text`` / ``resolve_ids_text``) and the main listener itself, driven
   byte for byte through ``ClientConnection.data_received`` (a request the parser refuses must
   get a generated id too).
 * ``parse_traceparent`` accepts exactly the W3C Trace Context Level 1 values (§3.2, version
-  handling of §3.2.4), with the agent's documented 512-character cap.
+  handling of §3.2.4), with the agent's documented 512-character cap (in bytes on the wire);
+  ``parse_traceparent_text`` the same, except that a non-ASCII value is never trace context.
 
 Fixed seed (``derandomize=True``).
 """
@@ -15,7 +17,6 @@ Fixed seed (``derandomize=True``).
 from __future__ import annotations
 
 import asyncio
-import re
 import string
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -26,12 +27,10 @@ from hypothesis import strategies as st
 
 from agent.app import create_monitor
 from agent.config import RequestIdConfig, build_config
-from agent.middlewares.request_context import resolve_request_id
 from agent.proxy.context import ProxyContext
 from agent.proxy.listener import ClientConnection
 from agent.proxy.main import create_main_listener
-from agent.rules.ids import new_ids
-from agent.tracecontext import new_traceparent, parse_traceparent
+from agent.rules.ids import RequestIdRule, new_ids, parse_traceparent, parse_traceparent_text, resolve_ids_text
 from tests.corpus.harness import FakeTransport
 from tests.proxy.support import UUID4, parse_responses
 
@@ -40,7 +39,7 @@ FUZZ = settings(derandomize=True, database=None, max_examples=400, deadline=None
 # Hypothesis' failure explanation imports mypy_extensions, whose DeprecationWarning the project's
 # filterwarnings=error turns into an INTERNALERROR that hides the falsifying example.
 pytestmark = pytest.mark.filterwarnings("ignore:mypy_extensions.TypedDict is deprecated:DeprecationWarning")
-DEFAULT_PATTERN = re.compile(RequestIdConfig().pattern)
+DEFAULT_RULE = RequestIdRule(RequestIdConfig().header, RequestIdConfig().pattern)
 
 
 # --------------------------------------------------------------------------- oracles
@@ -81,7 +80,7 @@ def w3c_trace_id(value: str | None) -> str | None:
     return trace_id if len(value) == 55 or value[55] == "-" else None
 
 
-# --------------------------------------------------------------------------- request id: resolve_request_id
+# --------------------------------------------------------------------------- request id: the rule on text (admin)
 allowed_id = st.text(alphabet="".join(sorted(ID_CHARS)), min_size=1, max_size=140)
 hostile_id = st.one_of(
     st.text(max_size=150),
@@ -99,17 +98,17 @@ hostile_id = st.one_of(
 @given(value=allowed_id | hostile_id)
 @example(value="ok\n")  # "$" before a trailing newline: fullmatch must still refuse it
 def test_resolve_request_id_keeps_exactly_the_valid_ones(value: str) -> None:
-    resolved, generated = resolve_request_id(value, DEFAULT_PATTERN)
+    resolved = resolve_ids_text(DEFAULT_RULE, value, None, None).request_id
+    assert DEFAULT_RULE.accepts_text(value) == id_is_kept(value), value
     if id_is_kept(value):
-        assert (resolved, generated) == (value, False)
+        assert resolved == value
     else:
-        assert generated and UUID4.match(resolved), (value, resolved)
+        assert UUID4.match(resolved), (value, resolved)
         assert resolved != value
 
 
 def test_resolve_request_id_without_a_header_generates_one() -> None:
-    resolved, generated = resolve_request_id(None, DEFAULT_PATTERN)
-    assert generated and UUID4.match(resolved)
+    assert UUID4.match(resolve_ids_text(DEFAULT_RULE, None, None, None).request_id)
 
 
 # --------------------------------------------------------------------------- request id: the main listener
@@ -248,7 +247,12 @@ def test_parse_traceparent_accepts_exactly_the_w3c_valid_values(value: str) -> N
     # property covers every value that can arrive in a header.
     if any(c in value for c in "\r\n\x00"):
         return
-    assert parse_traceparent(value) == w3c_trace_id(value), value
+    expected = w3c_trace_id(value)
+    raw = value.encode("utf-8", "surrogatepass")  # as the main listener reads it; the cap counts bytes
+    assert parse_traceparent(raw) == (expected if len(raw) <= MAX_TRACEPARENT else None), value
+    # Decoded values (aiohttp): non-ASCII is never trace context (agent.rules.ids), even in the
+    # free-form tail a future version may carry.
+    assert parse_traceparent_text(value) == (expected if value.isascii() else None), value
 
 
 @settings(FUZZ, max_examples=200)
@@ -257,5 +261,6 @@ def test_generated_ids_and_traceparents_are_valid(_: int) -> None:
     request_id, traceparent, trace_id = new_ids()
     assert UUID4.match(request_id)
     assert w3c_trace_id(traceparent) == trace_id and traceparent.startswith("00-")
-    fresh, fresh_id = new_traceparent()
+    rule_request_id, fresh, fresh_id = new_ids()
+    assert UUID4.match(rule_request_id)
     assert w3c_trace_id(fresh) == fresh_id

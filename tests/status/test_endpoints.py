@@ -6,10 +6,10 @@ from html.parser import HTMLParser
 
 import pytest
 
+from agent.admin.status.page import STATUS_CSP
 from agent.app import create_monitor
 from agent.checks.base import failed
 from agent.config import ConfigError
-from agent.status.page import STATUS_CSP
 from tests.status.support import TOKEN, make_config, wait_until
 
 BEARER = {"Authorization": f"Bearer {TOKEN}"}

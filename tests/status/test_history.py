@@ -7,10 +7,10 @@ import tracemalloc
 
 import pytest
 
+from agent.admin.status.render import history_body
 from agent.checks.base import CheckResult, Status, failed, passed
 from agent.health.history import MAX_EVENTS, MAX_MESSAGE_CHARS, MAX_TRANSITIONS, History
 from agent.health.policy import Snapshot, apply_result, initial_state
-from agent.status.render import history_body
 
 
 def feed(history: History, results: list[CheckResult], *, name: str = "database", start: float = 1000.0) -> None:

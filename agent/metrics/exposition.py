@@ -1,21 +1,17 @@
-"""The ``/metrics`` handler: content negotiation and gzip with prometheus_client's own functions.
+"""The Prometheus exposition: content negotiation and gzip with prometheus_client's own functions.
 
 ``choose_encoder`` picks OpenMetrics 1.0.0 when the ``Accept`` header asks for it (Prometheus
 does by default) and the classic text format 0.0.4 otherwise; ``gzip_accepted`` reads
-``Accept-Encoding``. ``?name[]=...`` restricts the output, as in prometheus_client's own servers.
-On the admin listener rendering runs in a worker thread (prometheus_client's collectors take
-their own locks), so a large scrape (tens of milliseconds with 200 routes, see bench/metrics.py)
-never stalls probes or proxied requests; the main-listener fallback renders inline.
+``Accept-Encoding``. ``names`` restricts the output, as ``?name[]=...`` does in
+prometheus_client's own servers. The admin listener's handler (``agent.admin.metrics``) and the
+main listener's fallback page both render through :func:`render`.
 """
 
 from __future__ import annotations
 
-import asyncio
 import gzip
 from collections.abc import Callable
 
-from aiohttp import hdrs, web
-from aiohttp.typedefs import Handler
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder, gzip_accepted
 
@@ -35,24 +31,11 @@ def render(registry: CollectorRegistry, accept: str, accept_encoding: str, names
     return body, headers
 
 
-def make_metrics_handler(registry: CollectorRegistry) -> Handler:
-    async def metrics(request: web.Request) -> web.StreamResponse:
-        body, headers = await asyncio.to_thread(
-            render,
-            registry,
-            ",".join(request.headers.getall(hdrs.ACCEPT, ())),
-            ",".join(request.headers.getall(hdrs.ACCEPT_ENCODING, ())),
-            request.query.getall("name[]", []),
-        )
-        return web.Response(body=body, headers=headers)
-
-    return metrics
-
-
 def make_metrics_page(registry: CollectorRegistry) -> Callable[[bytes], tuple[bytes, bytes]]:
     """For the main listener's own HTTP layer (``admin.enabled = false``): ``Accept`` -> (Content-Type, body).
 
     Content negotiation as above; no gzip, no ``name[]`` (that layer writes its own headers).
+    It renders inline, on the loop.
     """
 
     def page(accept: bytes) -> tuple[bytes, bytes]:

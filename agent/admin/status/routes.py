@@ -1,6 +1,6 @@
 """Wires the status page, ``{health prefix}/history`` and ``/admin/drain|undrain`` onto the admin app.
 
-Everything here is behind :class:`~agent.status.auth.AdminAuth` when ``admin.token`` is set, and
+Everything here is behind :class:`~agent.admin.auth.AdminAuth` when ``admin.token`` is set, and
 only reads the monitor's snapshot and history (the drain handlers call ``set_draining``).
 """
 
@@ -10,12 +10,12 @@ import time
 
 from aiohttp import web
 
+from agent.admin.auth import AdminAuth
+from agent.admin.status.drain import make_drain_handlers
+from agent.admin.status.page import NO_STORE, add_page_routes
+from agent.admin.status.render import history_body
 from agent.health.monitor import Monitor
 from agent.health.render import dumps
-from agent.status.auth import AdminAuth
-from agent.status.drain import make_drain_handlers
-from agent.status.page import NO_STORE, add_page_routes
-from agent.status.render import history_body
 
 
 def add_status_routes(

@@ -19,27 +19,23 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import Callable
 from urllib.parse import urlsplit
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from agent.errors import error_response
+from agent.admin.errors import error_response
 
 COOKIE_NAME = "agent_admin"
 _COOKIE_CONTEXT = b"sidecar-agent admin cookie v1"
 _SAFE_METHODS = frozenset({"GET", "HEAD"})
 
-BearerCheck = Callable[[web.Request, bytes], bool]
-
 
 class AdminAuth:
     """``allows(request)`` is always true when no token is configured."""
 
-    def __init__(self, token: bytes, *, has_bearer: BearerCheck) -> None:
+    def __init__(self, token: bytes) -> None:
         self._token = token
-        self._has_bearer = has_bearer
         self._cookie = hmac.new(token, _COOKIE_CONTEXT, hashlib.sha256).hexdigest().encode() if token else b""
 
     @property
@@ -47,7 +43,7 @@ class AdminAuth:
         return bool(self._token)
 
     def allows(self, request: web.Request) -> bool:
-        if not self._token or self._has_bearer(request, self._token):
+        if not self._token or has_bearer_token(request, self._token):
             return True
         if not self._has_cookie(request):
             return False
@@ -69,10 +65,10 @@ class AdminAuth:
 
         async def guarded(request: web.Request) -> web.StreamResponse:
             if self.is_cross_origin(request):
-                return error_response(403, "FORBIDDEN", "Cross-origin requests to the admin listener are refused.")
+                return error_response(request, 403, "FORBIDDEN", "Cross-origin requests to the admin listener are refused.")
             if self.allows(request):
                 return await handler(request)
-            return unauthorized()
+            return unauthorized(request)
 
         return guarded
 
@@ -81,8 +77,15 @@ class AdminAuth:
         return given is not None and hmac.compare_digest(given.encode(), self._cookie)
 
 
-def unauthorized() -> web.Response:
+def has_bearer_token(request: web.Request, token: bytes) -> bool:
+    """``Authorization: Bearer <token>``, compared in constant time."""
+    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), token)
+
+
+def unauthorized(request: web.Request) -> web.Response:
     return error_response(
+        request,
         401,
         "UNAUTHORIZED",
         "A valid bearer token is required (browsers: open status?token=<token> once).",

@@ -14,7 +14,7 @@ import logging
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from agent.errors import error_response
+from agent.admin.errors import error_response
 from agent.health.monitor import Monitor
 from agent.health.policy import is_ready
 from agent.health.render import dumps
@@ -49,6 +49,7 @@ def make_drain_handlers(monitor: Monitor) -> tuple[Handler, Handler]:
     async def undrain(request: web.Request) -> web.StreamResponse:
         if monitor.draining and monitor.drain_reason != ADMIN_REASON:
             return error_response(
+                request,
                 409,
                 "CONFLICT",
                 f"The agent is shutting down ({monitor.drain_reason}); only an admin drain can be undone.",

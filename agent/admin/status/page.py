@@ -20,9 +20,9 @@ from string import Template
 
 from aiohttp import web
 
-from agent.status.auth import AdminAuth, unauthorized
-from agent.status.script import SCRIPT
-from agent.status.style import STYLE
+from agent.admin.auth import AdminAuth, unauthorized
+from agent.admin.status.script import SCRIPT
+from agent.admin.status.style import STYLE
 
 STATUS_CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self'; "
@@ -118,14 +118,14 @@ def add_page_routes(app: web.Application, auth: AdminAuth, *, health_path: str, 
         given = request.query.get("token")
         if given is not None:
             if auth.is_enabled and not auth.token_matches(given):
-                return unauthorized()
+                return unauthorized(request)
             # 303 to the bare page: the token leaves the address bar and the history.
             response = web.Response(status=303, headers={"Location": "status", **NO_STORE})
             if auth.is_enabled:
                 auth.set_cookie(response)
             return response
         if not auth.allows(request):
-            return unauthorized()
+            return unauthorized(request)
         headers = {"Content-Security-Policy": STATUS_CSP, **NO_STORE}
         return web.Response(body=document, content_type="text/html", charset="utf-8", headers=headers)
 

@@ -32,9 +32,7 @@ def make_request_id_hook(header: str) -> ResponseHook:
 
 
 def security_headers_rule(config: SecurityHeadersConfig) -> SecurityHeaders:
-    return SecurityHeaders(
-        config.headers, remove=config.remove, override=config.override, hsts=config.hsts, hsts_value=config.hsts_value
-    )
+    return SecurityHeaders.from_config(config)
 
 
 def make_security_headers_hook(rule: SecurityHeaders) -> ResponseHook:

@@ -73,7 +73,7 @@ def proxied_head(
             present.add(lower)
         lines.append(b"%s: %s\r\n" % (name, value))
         lowers.append(lower)
-    if connection is not None:
+    if connection is not None and connection != [b"keep-alive"]:  # the common value names no field
         named = connection_tokens(connection)
         if named & set(lowers):
             lines = [line for line, lower in zip(lines, lowers, strict=True) if lower not in named]

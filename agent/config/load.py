@@ -32,6 +32,7 @@ from agent.config.schema import (
     RequestIdConfig,
     SecurityHeadersConfig,
 )
+from agent.rules.ids import compile_request_id_pattern
 from agent.secrets import Secret
 
 
@@ -129,6 +130,9 @@ def _validate_cross_section(sections: Mapping[str, Any]) -> None:
         except ValueError:
             raise ConfigError(f"proxy.trusted_proxies[{i}]", f"not a CIDR: {cidr!r}") from None
     _validate_request_id(sections["request_id"])
+    for i, protocol in enumerate(sections["proxy"].upgrades):
+        if not HEADER_NAME.fullmatch(protocol):  # an Upgrade protocol name is a token (RFC 9110 §7.8)
+            raise ConfigError(f"proxy.upgrades[{i}]", f'must be a protocol token like "websocket", got {protocol!r}')
     url = sections["upstream"].url
     if not (is_http_url(url) or url.startswith("unix:/")):
         raise ConfigError("upstream.url", f'must be "http://host:port" or "unix:/path", got {url!r}')
@@ -152,8 +156,10 @@ def _validate_cors(cors: CorsConfig) -> None:
 
 
 def _validate_request_id(rid: RequestIdConfig) -> None:
+    if not rid.pattern.isascii():  # request ids are ASCII (agent.rules.ids): the pattern is applied to bytes
+        raise ConfigError("request_id.pattern", f"must be ASCII (request ids are), got {rid.pattern!r}")
     try:
-        re.compile(rid.pattern)
+        compile_request_id_pattern(rid.pattern)
     except (re.error, OverflowError, RecursionError, ValueError) as exc:
         raise ConfigError("request_id.pattern", f"invalid regular expression: {type(exc).__name__}: {exc}") from None
     if not HEADER_NAME.fullmatch(rid.header):

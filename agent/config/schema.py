@@ -49,6 +49,9 @@ class ProxyConfig:
     body_timeout_s: float = opt(30.0, check=positive, doc="a request body may stall at most this long")
     min_body_rate_bytes_s: float = opt(1024.0, check=non_negative, doc="after body_timeout_s, slower bodies are cut off")
     keepalive_timeout_s: float = opt(75.0, check=positive, doc="idle client connections close after this")
+    upgrades: tuple[str, ...] = opt(("websocket",), doc="Upgrade protocols tunnelled after a 101; others lose Upgrade")
+    upgrade_idle_timeout_s: float = opt(3600.0, check=positive, doc="a tunnel idle both ways this long is closed")
+    max_upgraded: int = opt(1000, check=positive, doc="open tunnels at most; more upgrades get 503 OVERLOADED")
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,12 +28,23 @@ DURATION_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0
 KNOWN_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "CONNECT", "TRACE")
 OTHER_METHOD = "OTHER"
 UPSTREAM_ERROR_REASONS = ("connect", "timeout", "reset", "protocol")
+TUNNEL_DIRECTIONS = ("client_to_upstream", "upstream_to_client")
 
 
 class HttpMetrics:
     """The main listener's request metrics, registered on ``registry`` as one collector."""
 
-    __slots__ = ("_durations", "_methods", "_requests", "in_flight", "routes", "upstream_errors")
+    __slots__ = (
+        "_durations",
+        "_methods",
+        "_requests",
+        "in_flight",
+        "routes",
+        "tunnel_bytes_total",
+        "tunnels_open",
+        "upgrades",
+        "upstream_errors",
+    )
 
     def __init__(self, registry: CollectorRegistry, routes: RouteFolder) -> None:
         self.routes = routes
@@ -45,6 +56,9 @@ class HttpMetrics:
         # Every reason exists from the start, so rate() and increase() see the first error.
         self.upstream_errors = dict.fromkeys(UPSTREAM_ERROR_REASONS, 0)
         self._methods = {method: method for method in KNOWN_METHODS}
+        self.tunnels_open = 0
+        self.upgrades: dict[int, int] = {101: 0}  # answers to upgrade requests, by status
+        self.tunnel_bytes_total = dict.fromkeys(TUNNEL_DIRECTIONS, 0)
         registry.register(_HttpCollector(self))
 
     def start(self) -> None:
@@ -71,6 +85,22 @@ class HttpMetrics:
             raise ValueError(f"unknown upstream error reason {reason!r}; expected one of {UPSTREAM_ERROR_REASONS}")
         self.upstream_errors[reason] += 1
 
+    def upgraded(self, status: int) -> None:
+        """An upgrade request was answered with ``status`` (101: a tunnel opened)."""
+        self.upgrades[status] = self.upgrades.get(status, 0) + 1
+
+    def tunnel_opened(self) -> None:
+        self.tunnels_open += 1
+
+    def tunnel_closed(self) -> None:
+        self.tunnels_open -= 1
+
+    def tunnel_bytes(self, direction: str, n: int) -> None:
+        self.tunnel_bytes_total[direction] += n
+
+    def tunnel_snapshot(self) -> tuple[int, dict[int, int], dict[str, int]]:
+        return self.tunnels_open, dict(self.upgrades), dict(self.tunnel_bytes_total)
+
     def snapshot(self) -> tuple[int, dict[tuple[str, str, int], int], dict[tuple[str, str], list[float]], dict[str, int]]:
         """Consistent-enough copies for a scrape (each dict copied in one atomic step)."""
         durations = {key: list(series) for key, series in list(self._durations.items())}
@@ -83,9 +113,11 @@ class _HttpCollector(Collector):
 
     def describe(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily | HistogramMetricFamily]:
         yield from self._families(0, {}, {}, {})
+        yield from _tunnel_families(0, {}, {})
 
     def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily | HistogramMetricFamily]:
         yield from self._families(*self._metrics.snapshot())
+        yield from _tunnel_families(*self._metrics.tunnel_snapshot())
 
     @staticmethod
     def _families(
@@ -126,3 +158,19 @@ class _HttpCollector(Collector):
         for reason, count in upstream_errors.items():
             errors.add_metric((reason,), count)
         yield errors
+
+
+def _tunnel_families(
+    open_now: int, upgrades: dict[int, int], bytes_total: dict[str, int]
+) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
+    yield GaugeMetricFamily("agent_tunnels_open", "Upgraded connections (WebSocket) open right now.", value=open_now)
+    answered = CounterMetricFamily(
+        "agent_upgrades", "Upgrade requests by the status they were answered with (101: tunnel opened).", labels=("status",)
+    )
+    for status, count in sorted(upgrades.items()):
+        answered.add_metric((str(status),), count)
+    yield answered
+    relayed = CounterMetricFamily("agent_tunnel_bytes", "Bytes relayed through tunnels, by direction.", labels=("direction",))
+    for direction, count in bytes_total.items():
+        relayed.add_metric((direction,), count)
+    yield relayed

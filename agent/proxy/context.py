@@ -20,6 +20,14 @@ class HttpMetricsHook(Protocol):
 
     def upstream_error(self, reason: str) -> None: ...
 
+    def upgraded(self, status: int) -> None: ...
+
+    def tunnel_opened(self) -> None: ...
+
+    def tunnel_closed(self) -> None: ...
+
+    def tunnel_bytes(self, direction: str, n: int) -> None: ...
+
 
 class NoMetrics:
     def start(self) -> None:
@@ -29,6 +37,18 @@ class NoMetrics:
         pass
 
     def upstream_error(self, reason: str) -> None:
+        pass
+
+    def upgraded(self, status: int) -> None:
+        pass
+
+    def tunnel_opened(self) -> None:
+        pass
+
+    def tunnel_closed(self) -> None:
+        pass
+
+    def tunnel_bytes(self, direction: str, n: int) -> None:
         pass
 
 
@@ -42,6 +62,7 @@ class ProxyContext:
     metrics_page: MetricsPage | None = None
     in_flight: int = 0
     connections: set[Any] = field(default_factory=set)
+    tunnels: set[Any] = field(default_factory=set)  # agent.proxy.tunnel.Tunnel, open after a 101
     closing: bool = False
 
     def __post_init__(self) -> None:

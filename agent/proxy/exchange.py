@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING
 from agent.proxy.augment import HeldError, is_json
 from agent.proxy.local import local_answer
 from agent.proxy.request_head import Headers, RequestHead
-from agent.proxy.response_head import error_answer, proxied_head
+from agent.proxy.response_head import error_answer, proxied_head, switching_head
+from agent.proxy.tunnel import Tunnel
 from agent.proxy.upstream import PoolExhausted, UpstreamConnection, UpstreamProtocolError
 from agent.proxy.wire import IDEMPOTENT_METHODS, LAST_CHUNK, chunk, is_token
 from agent.rules.access import access_event
@@ -108,7 +109,8 @@ class Exchange:
         if self.head.local is not None:
             self._answer_locally()
             return
-        if ctx.in_flight >= ctx.limits.max_in_flight:
+        over = ctx.in_flight >= ctx.limits.max_in_flight
+        if over or (self.head.upgrade is not None and len(ctx.tunnels) >= ctx.limits.max_upgraded):
             self.fail(503, "OVERLOADED", extra=RETRY_AFTER, close=not self.request_done)
             return
         ctx.in_flight += 1
@@ -245,6 +247,29 @@ class Exchange:
             self.keep_alive = False
         self.response_started = True
         self.client.write(head)
+
+    def switch_protocols(self, conn: UpstreamConnection, headers: Headers, from_upstream: bytes) -> None:
+        """The app answered 101: relay it, then the two connections become a tunnel."""
+        ctx = self.ctx
+        head = self.head
+        self.status = 101
+        self.response_started = True
+        self.upstream = None
+        self.client.write(switching_head(ctx.settings, headers, head))
+        client_transport, from_client = self.client.hand_over()
+        tunnel = Tunnel(
+            ctx,
+            request_id=self.request_id,
+            trace_id=self.trace_id,
+            method=head.method.decode("latin-1"),
+            path=head.path.decode("latin-1"),
+            client_ip=self.client.peer,
+            user_agent=head.user_agent[:512].decode("latin-1"),
+            websocket=head.upgrade is not None and head.upgrade.lower().startswith(b"websocket"),
+            started=self.started,
+        )
+        self._finish()
+        tunnel.start(client_transport, conn.hand_over(), from_client, from_upstream)
 
     def on_response_body(self, data: bytes) -> None:
         held = self.held
@@ -426,7 +451,9 @@ def _report(exchange: Exchange, aborted: bool) -> None:
     path = head.path.decode("latin-1")
     if exchange.began:
         ctx.metrics.observe(method, path, exchange.status, duration)
-    if ctx.access_log.enabled and head.path not in ctx.settings.skip_log_paths:
+        if head.upgrade is not None:
+            ctx.metrics.upgraded(exchange.status)
+    if exchange.status != 101 and ctx.access_log.enabled and head.path not in ctx.settings.skip_log_paths:
         ctx.access_log.write(
             access_event(
                 request_id=head.ids.request_id,

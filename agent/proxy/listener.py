@@ -33,6 +33,7 @@ MAX_PIPELINED = 1024  # bounded anyway: reading pauses once a request waits behi
 SWEEP_PERIOD_S = 0.25
 NEW_CONNECTION_GRACE_S = 1.0
 LINGER_S = 2.0
+CLOSE_HANDSHAKE_S = 3.0  # for the WebSocket close handshake at shutdown
 
 
 def head_too_large(reason: str) -> Reject:
@@ -68,6 +69,9 @@ class ClientConnection(asyncio.Protocol):
         self._body_fed = 0  # raw bytes received while a body was being parsed
         self._starting: Exchange | None = None
         self._reject_after: Reject | None = None
+        self._last: Exchange | None = None  # the request parsed last
+        self._upgrading: Exchange | None = None  # a request for a tunnel, until it is answered
+        self._after_upgrade = b""  # bytes that came after it
 
     # --- asyncio.Protocol -----------------------------------------------------------------
 
@@ -106,13 +110,18 @@ class ClientConnection(asyncio.Protocol):
                 self.reject(cause)
             else:
                 raise (cause or exc) from None
-        except httptools.HttpParserUpgrade:
-            # The request asked to switch protocols; it was forwarded as plain HTTP without
-            # Upgrade (hop-by-hop), so the connection ends with its response.
+        except httptools.HttpParserUpgrade as upgrade:
+            # llhttp stops after a request that asks to switch protocols. For a protocol the agent
+            # tunnels, what follows belongs to the tunnel if the app answers 101, else to the next
+            # request. Any other was forwarded without Upgrade: the connection ends with its response.
             self.pause_reading("upgrade")
-            for exchange in (self.current, *self.queue):
-                if exchange is not None:
-                    exchange.close_after()
+            self._after_upgrade = data[upgrade.args[0] :]
+            if self._last is not None and self._last.head.upgrade is not None:
+                self._upgrading = self._last
+            else:
+                for exchange in (self.current, *self.queue):
+                    if exchange is not None:
+                        exchange.close_after()
         except httptools.HttpParserError as exc:
             self.reject(Reject(str(exc) or type(exc).__name__))
         except Reject as exc:
@@ -198,7 +207,7 @@ class ClientConnection(asyncio.Protocol):
 
     def on_headers_complete(self) -> None:
         self.requests += 1
-        exchange = self._exchange(self._request_head())
+        exchange = self._last = self._exchange(self._request_head())
         self._headers = []  # trailers, if any, are counted apart from the head
         self.head_started = None
         self.parsing = exchange
@@ -399,6 +408,25 @@ class ClientConnection(asyncio.Protocol):
                 nxt.begin()
             return
         self.resume_reading("pipeline")
+        if exchange is self._upgrading:  # the app did not switch protocols: the connection goes on as HTTP
+            self._resume_http()
+
+    def _resume_http(self) -> None:
+        rest, self._after_upgrade, self._upgrading = self._after_upgrade, b"", None
+        self.parser = httptools.HttpRequestParser(self)  # llhttp cannot leave its upgrade state
+        self.resume_reading("upgrade")
+        if rest:
+            self.data_received(rest)
+
+    def hand_over(self) -> tuple[asyncio.Transport, bytes]:
+        """For a tunnel: the transport, and the bytes that came after the upgrade request."""
+        self.uncork()
+        rest, self._after_upgrade, self._upgrading = self._after_upgrade, b"", None
+        self.closed = True  # this protocol is done with the connection
+        self.current = self._last = None
+        self.ctx.connections.discard(self)
+        assert self.transport is not None
+        return self.transport, rest
 
 
 # --- deadlines (checked by the listener's sweeper) ---------------------------------------
@@ -497,15 +525,25 @@ class MainListener:
                     sweep_connection(conn, now)
                 except Exception as exc:  # one connection's bug must not stop every deadline
                     conn.internal_error(exc, "deadline sweep")
+            for tunnel in list(self.ctx.tunnels):
+                tunnel.sweep(now, self.ctx.limits.upgrade_idle_timeout_s)
             self.ctx.pool.sweep(now)
 
     async def close(self, shutdown_timeout_s: float) -> None:
-        """Stop accepting, close idle connections, let in-flight exchanges finish (bounded)."""
+        """Stop accepting, close idle connections, let in-flight exchanges finish (bounded).
+
+        Tunnels get the WebSocket close handshake (1001 "going away") for at most
+        ``CLOSE_HANDSHAKE_S`` within the shutdown timeout; whatever remains is then closed.
+        """
         if self.server is not None:
             self.server.close()
         deadline = time.monotonic() + shutdown_timeout_s
+        grace_s = min(CLOSE_HANDSHAKE_S, shutdown_timeout_s)
         while True:
             now = time.monotonic()
+            for tunnel in list(self.ctx.tunnels):
+                if tunnel.closing_deadline is None:
+                    tunnel.begin_close(grace_s)
             for conn in list(self.ctx.connections):
                 idle = conn.current is None and conn.parsing is None and conn.head_started is None
                 # A connection accepted a moment ago may have its request on the way: it gets
@@ -514,12 +552,14 @@ class MainListener:
                     conn.close()
                 elif conn.current is not None:
                     conn.current.close_after()
-            if not self.ctx.connections or time.monotonic() >= deadline:
+            if (not self.ctx.connections and not self.ctx.tunnels) or time.monotonic() >= deadline:
                 break
             await asyncio.sleep(0.05)
         for conn in list(self.ctx.connections):
             log.warning("request still running at shutdown deadline: aborted", extra={"client_ip": conn.peer})
             conn.abort()
+        for tunnel in list(self.ctx.tunnels):
+            tunnel.close("drain")
         self.ctx.closing = True
         self.ctx.pool.close()
         self.ctx.access_log.flush()

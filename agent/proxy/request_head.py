@@ -64,6 +64,7 @@ class RequestHead:
         "origin",
         "path",
         "target",
+        "upgrade",
         "user_agent",
         "xff",
         "xfh",
@@ -92,6 +93,7 @@ class RequestHead:
         self.https = False
         self.local: str | None = None  # answered by the agent itself (health, metrics, preflight)
         self.cors = b""  # CORS lines for the response, when the origin is allowed
+        self.upgrade: bytes | None = None  # the Upgrade value, when the request asks for an allowed tunnel
         self.ids: Ids
 
     @property
@@ -114,9 +116,11 @@ def parse_request_head(
     if version not in ("1.1", "1.0"):
         raise Reject(f"unsupported HTTP version {version[:8]!r}")
     head = RequestHead(method, target, version == "1.1", headers)
-    hosts, te_values, request_id, traceparent, tracestate, preflight = _scan(settings, head)
+    hosts, te_values, request_id, traceparent, tracestate, preflight, upgrade_value = _scan(settings, head)
     head.ids = ids = resolve_ids(settings.request_id, request_id, traceparent, tracestate)
     _validate(settings, head, hosts, te_values, upgrade, ids)
+    if upgrade and upgrade_value is not None:
+        head.upgrade = _allowed_upgrade(settings, head, upgrade_value)
     head.keep_alive = keep_alive
     head.https = trusted and (head.xfp or b"").lower() == b"https"
     head.local = settings.local_paths.get(head.path)
@@ -129,12 +133,14 @@ def parse_request_head(
     return head
 
 
-def _scan(settings: ProxySettings, head: RequestHead) -> tuple[int, list[bytes], bytes | None, bytes | None, bytes | None, bool]:
+def _scan(
+    settings: ProxySettings, head: RequestHead
+) -> tuple[int, list[bytes], bytes | None, bytes | None, bytes | None, bool, bytes | None]:
     """One pass over the headers: what the proxy reads, in ``head`` and the returned tuple."""
     request_id_lower = settings.request_id_lower
     hosts = 0
     te_values: list[bytes] = []
-    request_id = traceparent = tracestate = None
+    request_id = traceparent = tracestate = upgrade = None
     preflight = False
     for _, value, lower in head.headers:
         if lower == b"host":
@@ -168,7 +174,9 @@ def _scan(settings: ProxySettings, head: RequestHead) -> tuple[int, list[bytes],
             preflight = head.method == b"OPTIONS"
         elif lower == b"expect":
             head.expect_continue = value.lower() == b"100-continue"
-    return hosts, te_values, request_id, traceparent, tracestate, preflight
+        elif lower == b"upgrade":
+            upgrade = value
+    return hosts, te_values, request_id, traceparent, tracestate, preflight, upgrade
 
 
 def _validate(settings: ProxySettings, head: RequestHead, hosts: int, te_values: list[bytes], upgrade: bool, ids: Ids) -> None:
@@ -190,6 +198,20 @@ def _validate(settings: ProxySettings, head: RequestHead, hosts: int, te_values:
         raise Reject("an Upgrade request cannot carry a body", ids=ids)
     if head.content_length > settings.limits.max_body_bytes:
         raise Reject("request body too large", 413, "PAYLOAD_TOO_LARGE", ids=ids)
+
+
+def _allowed_upgrade(settings: ProxySettings, head: RequestHead, value: bytes) -> bytes | None:
+    """The Upgrade value to forward when it names a protocol in ``proxy.upgrades``, else None.
+
+    A tunnel is opened only for ``GET`` on HTTP/1.1 (RFC 6455 §4.1); the body check is in
+    :func:`_validate`. Other protocols (``h2c``, say) are forwarded without ``Upgrade``.
+    """
+    wanted = [token.strip() for token in value.split(b",") if token.strip().split(b"/")[0].lower() in settings.upgrades]
+    if not wanted:
+        return None
+    if head.method != b"GET" or not head.http11:
+        raise Reject("an Upgrade request must be GET on HTTP/1.1", ids=head.ids)
+    return b", ".join(wanted)
 
 
 def upstream_request_head(
@@ -215,6 +237,8 @@ def upstream_request_head(
             continue
         append(b"%s: %s\r\n" % (name, value))
     append(_forwarded_lines(head, settings, peer=(peer or "").encode(), trusted=trusted))
+    if head.upgrade is not None:
+        append(b"Connection: Upgrade\r\nUpgrade: %s\r\n" % head.upgrade)
     if head.chunked_in:
         append(b"Transfer-Encoding: chunked\r\n\r\n")
     elif head.content_length >= 0:

@@ -33,7 +33,7 @@ _UNTIL_CLOSE = Framing(b"", close=True)  # an HTTP/1.0 client: the body ends whe
 
 def framing(status: int, request: RequestHead, content_length: bytes | None, chunked: bool) -> Framing:
     """How the app's body is framed for this client."""
-    if request.is_head or status in (204, 304):
+    if request.is_head or status in (204, 304) or status < 200:
         return Framing(b"Content-Length: %s\r\n" % content_length) if content_length is not None else _NONE
     if chunked:
         return _CHUNKED if request.http11 else _UNTIL_CLOSE
@@ -93,6 +93,13 @@ def proxied_head(
         b"" if keep_alive and not body_framing.close else b"Connection: close\r\n",
     )
     return head, body_framing
+
+
+def switching_head(settings: ProxySettings, headers: Headers, request: RequestHead) -> bytes:
+    """The app's 101 as the client gets it: the usual rules, with its ``Connection``/``Upgrade`` kept."""
+    upgrade = b", ".join(value for _, value, lower in headers if lower == b"upgrade") or request.upgrade or b""
+    head, _ = proxied_head(settings, 101, headers, request, error_id=None, keep_alive=True)
+    return head[:-2] + b"Connection: Upgrade\r\nUpgrade: %s\r\n\r\n" % upgrade
 
 
 def _security_lines(settings: ProxySettings, present: set[bytes], https: bool) -> bytes:

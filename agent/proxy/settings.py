@@ -33,6 +33,8 @@ class ProxyLimits:
     max_head_bytes: int = 64 * 1024
     max_line_bytes: int = 8190
     max_headers: int = 128
+    upgrade_idle_timeout_s: float = 3600.0
+    max_upgraded: int = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +69,7 @@ class ProxySettings:
     version: str
     access_log: bool
     access_log_direct: bool
+    upgrades: frozenset[bytes]  # Upgrade protocol names tunnelled after a 101, lower-case
 
     def is_trusted(self, peer: str | None) -> bool:
         if not peer or not self.trusted_networks:
@@ -110,6 +113,7 @@ def proxy_settings(config: AgentConfig) -> ProxySettings:
         access_log=config.logging.access_log,
         # Access lines skip the logging machinery unless a file handler must see them too.
         access_log_direct=not config.logging.file and config.logging.format == "json",
+        upgrades=frozenset(p.lower().encode() for p in config.proxy.upgrades),
     )
 
 
@@ -123,6 +127,8 @@ def _limits(config: AgentConfig) -> ProxyLimits:
         body_timeout_s=proxy.body_timeout_s,
         min_body_rate_bytes_s=proxy.min_body_rate_bytes_s,
         keepalive_timeout_s=proxy.keepalive_timeout_s,
+        upgrade_idle_timeout_s=proxy.upgrade_idle_timeout_s,
+        max_upgraded=proxy.max_upgraded,
     )
 
 

@@ -37,6 +37,7 @@ class UpstreamConnection(asyncio.Protocol):
         "parser",
         "pool",
         "responses",
+        "switching",
         "transport",
     )
 
@@ -52,6 +53,7 @@ class UpstreamConnection(asyncio.Protocol):
         self._headers: list[tuple[bytes, bytes, bytes]] = []  # (name, value, lower-case name)
         self._head_bytes = 0
         self._framed = False
+        self.switching: list[tuple[bytes, bytes, bytes]] | None = None  # a 101's headers, until the switch
 
     # --- asyncio.Protocol -----------------------------------------------------------------
 
@@ -77,6 +79,15 @@ class UpstreamConnection(asyncio.Protocol):
     def _feed(self, data: bytes) -> None:
         try:
             self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade as upgrade:
+            # llhttp stops after a 101: what follows its head is already the tunnel's.
+            exchange, headers = self.exchange, self.switching
+            if exchange is None or headers is None:
+                self.abort()
+                return
+            self.exchange = self.switching = None
+            self.pool.discard(self)  # a connection that carried a tunnel never goes back to the pool
+            exchange.switch_protocols(self, headers, data[upgrade.args[0] :])
         except (httptools.HttpParserError, UpstreamProtocolError) as exc:
             cause = exc.__context__ if isinstance(exc, httptools.HttpParserCallbackError) else exc
             if cause is not None and not isinstance(cause, (UpstreamProtocolError, httptools.HttpParserError)):
@@ -120,6 +131,11 @@ class UpstreamConnection(asyncio.Protocol):
 
     def on_headers_complete(self) -> None:
         status = self.parser.get_status_code()
+        if status == 101:
+            if self.exchange is None or self.exchange.head.upgrade is None:
+                raise UpstreamProtocolError("101 Switching Protocols to a request that asked for no tunnel")
+            self.switching, self._headers, self._head_bytes = self._headers, [], 0
+            return
         if status < 200:  # 1xx: never forwarded (the agent answers Expect itself); the final response follows
             self._headers, self._head_bytes, self._framed = [], 0, False
             return
@@ -168,6 +184,12 @@ class UpstreamConnection(asyncio.Protocol):
     def resume_reading(self) -> None:
         if self.transport is not None and not self.closed:
             self.transport.resume_reading()
+
+    def hand_over(self) -> asyncio.Transport:
+        """The transport, for a tunnel to take over (the connection has left the pool)."""
+        assert self.transport is not None
+        self.closed = True
+        return self.transport
 
     def abort(self) -> None:
         """Drop the connection now (never returned to the pool)."""

@@ -188,7 +188,7 @@ async def test_multiple_same_name_request_headers_kept(main_agent):
 @pytest.mark.parametrize(
     ("method", "path", "status"),
     # (HEAD /bytes/N is not used: aiohttp's StreamResponse writes the body even for HEAD; see
-    # test_upstream_faults for what that does to the pool.)
+    # test_misbehaving_upstream for what that does to the pool.)
     [("GET", "/status/204", 204), ("GET", "/status/304", 304), ("HEAD", "/echo", 200), ("HEAD", "/status/404", 404)],
 )
 async def test_head_204_304_have_no_body_and_keep_the_connection_in_sync(main_agent, method, path, status):

@@ -3,7 +3,7 @@ fault proxy in the middle, with the real agent as a subprocess and the real upst
 
 Two fault proxies sit in front of the app: ``data`` carries the agent's proxied traffic
 (``upstream.url``) and ``check`` carries its ``upstream`` health check, so each proxy's counters
-are exact and a toxic hits the check only when a test says so. tests/proxy/test_upstream_faults.py
+are exact and a toxic hits the check only when a test says so. tests/proxy/test_misbehaving_upstream.py
 covers the same rows with a hand-written misbehaving server (13 malformed responses, byte-exact
 truncation); here the fault is produced on the wire between two real programs.
 

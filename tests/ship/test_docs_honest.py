@@ -1,6 +1,6 @@
 """The docs name only things that exist: commands, config keys, AGENT_* variables, chart values;
-and their TOML, YAML and Kubernetes examples are accepted by the agent, the chart and the
-Kubernetes schemas. (tests/test_docs.py covers agent.toml.example and the README's commands.)"""
+their TOML, YAML and Kubernetes examples are accepted by the agent, the chart and the Kubernetes
+schemas; agent.toml.example shows every key and is a valid config; the README shows every command."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ from agent.config import CHECK_TYPES, DEFAULT_CHECKS, SECTIONS, CommonCheckKeys,
 from tests.ship.support import CHART, KUBERNETES_VERSION, ROOT, render
 
 DOCS = sorted((ROOT / "docs").glob("*.md"))
+EXAMPLE = ROOT / "agent.toml.example"
 CHART_README = CHART / "README.md"
 SHIPPING_DOCS = [*DOCS, CHART_README]
 ALL_DOCS = [*SHIPPING_DOCS, ROOT / "README.md"]
@@ -56,6 +57,46 @@ def shell_commands(body: str) -> list[list[str]]:
     return found
 
 
+def documented_keys() -> set[str]:
+    """Keys set or shown (commented out) in the example, as ``section.key`` / ``checks.*.key``."""
+    keys = set()
+    section = ""
+    for raw in EXAMPLE.read_text().splitlines():
+        line = raw.lstrip("# ").strip()
+        if match := re.fullmatch(r"\[([\w.-]+)\]", line):
+            section = match.group(1)
+            if section.startswith("checks."):
+                section = "checks.*"
+        elif match := re.match(r"([A-Za-z_][\w-]*)\s*=", line):
+            keys.add(f"{section}.{match.group(1)}")
+    return keys
+
+
+def test_example_documents_every_key():
+    documented = documented_keys()
+    keys = [f"{name}.{key}" for name, section_keys in SECTION_KEYS.items() for key in sorted(section_keys)]
+    keys += [f"checks.*.{key}" for key in sorted(CHECK_KEYS)]
+    assert [key for key in keys if key not in documented] == []
+
+
+def test_example_is_valid():
+    config = load_config(EXAMPLE, {"DATABASE_URL": "postgresql://agent:pw@127.0.0.1:5432/app"})
+    assert {c.name for c in config.checks} >= {"database", "upstream", "disk"}
+    assert tomllib.loads(EXAMPLE.read_text())["server"]["listen"] == "0.0.0.0:8000"
+
+
+def test_readme_names_every_command_and_no_other():
+    readme = (ROOT / "README.md").read_text()
+    commands = set(_parser()._subparsers._group_actions[0].choices)  # type: ignore[union-attr]
+    named = set(re.findall(r"sidecar-agent (\w[\w-]*)", readme))
+    assert named - commands == set()
+    assert commands - named == set()
+
+
+def test_readme_test_script_exists():
+    assert (ROOT / "scripts" / "test.sh").exists() and "./scripts/test.sh" in (ROOT / "README.md").read_text()
+
+
 def test_the_docs_exist_and_link_each_other():
     names = {p.name for p in DOCS}
     assert {"PRODUCTION.md", "DEPLOYMENT.md"} <= names
@@ -77,7 +118,7 @@ def test_commands_shown_exist(path: Path):
             if not argv:
                 continue
             if path.name == "README.md" and argv[0] not in commands:
-                continue  # the README shows placeholders in prose tables, checked by tests/test_docs.py
+                continue  # the README's names are checked by test_readme_names_every_command_and_no_other
             try:
                 _parser().parse_args(argv)
             except SystemExit:

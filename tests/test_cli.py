@@ -20,7 +20,8 @@ from aiohttp import web
 
 from agent import __version__
 from tests.conftest import fast_checks
-from tests.support.agent import REPO_ROOT, AgentProcess, to_toml
+from tests.support import REPO_ROOT
+from tests.support.agent import AgentProcess, to_toml
 from tests.support.net import free_port
 
 PASSWORD = "Cli-Pw-7d3f9a"

@@ -17,14 +17,15 @@ import yaml
 
 from agent.cli import _parser
 from agent.config import CHECK_TYPES, DEFAULT_CHECKS, SECTIONS, CommonCheckKeys, ConfigError, build_config, load_config
-from tests.ship.support import CHART, KUBERNETES_VERSION, ROOT, render
+from tests.support import REPO_ROOT
+from tests.support.chart import CHART, KUBERNETES_VERSION, render
 
-DOCS = sorted((ROOT / "docs").glob("*.md"))
-EXAMPLE = ROOT / "agent.toml.example"
+DOCS = sorted((REPO_ROOT / "docs").glob("*.md"))
+EXAMPLE = REPO_ROOT / "agent.toml.example"
 CHART_README = CHART / "README.md"
 SHIPPING_DOCS = [*DOCS, CHART_README]
-ALL_DOCS = [*SHIPPING_DOCS, ROOT / "README.md"]
-EMPTY_CONFIG = ROOT / "deploy" / "docker" / "agent.toml"
+ALL_DOCS = [*SHIPPING_DOCS, REPO_ROOT / "README.md"]
+EMPTY_CONFIG = REPO_ROOT / "deploy" / "docker" / "agent.toml"
 FILE_SUFFIXES = {"toml", "yaml", "yml", "json", "md", "txt", "py", "sock", "example", "tpl", "io", "com"}
 
 SECTION_KEYS = {name: {f.name for f in dataclasses.fields(cls) if f.metadata} for name, cls in SECTIONS.items()}
@@ -86,7 +87,7 @@ def test_example_is_valid():
 
 
 def test_readme_names_every_command_and_no_other():
-    readme = (ROOT / "README.md").read_text()
+    readme = (REPO_ROOT / "README.md").read_text()
     commands = set(_parser()._subparsers._group_actions[0].choices)  # type: ignore[union-attr]
     named = set(re.findall(r"sidecar-agent (\w[\w-]*)", readme))
     assert named - commands == set()
@@ -94,17 +95,17 @@ def test_readme_names_every_command_and_no_other():
 
 
 def test_readme_test_script_exists():
-    assert (ROOT / "scripts" / "test.sh").exists() and "./scripts/test.sh" in (ROOT / "README.md").read_text()
+    assert (REPO_ROOT / "scripts" / "test.sh").exists() and "./scripts/test.sh" in (REPO_ROOT / "README.md").read_text()
 
 
 def test_the_docs_exist_and_link_each_other():
     names = {p.name for p in DOCS}
     assert {"PRODUCTION.md", "DEPLOYMENT.md"} <= names
-    assert "DEPLOYMENT.md" in (ROOT / "docs" / "PRODUCTION.md").read_text()
-    assert "PRODUCTION.md" in (ROOT / "docs" / "DEPLOYMENT.md").read_text()
+    assert "DEPLOYMENT.md" in (REPO_ROOT / "docs" / "PRODUCTION.md").read_text()
+    assert "PRODUCTION.md" in (REPO_ROOT / "docs" / "DEPLOYMENT.md").read_text()
 
 
-@pytest.mark.parametrize("path", ALL_DOCS, ids=lambda p: str(p.relative_to(ROOT)))
+@pytest.mark.parametrize("path", ALL_DOCS, ids=lambda p: str(p.relative_to(REPO_ROOT)))
 def test_commands_shown_exist(path: Path):
     text = path.read_text()
     commands = set(_parser()._subparsers._group_actions[0].choices)  # type: ignore[union-attr]
@@ -129,7 +130,7 @@ def agent_variables(text: str) -> set[str]:
     return set(re.findall(r"\bAGENT_[A-Z0-9_]+", text))
 
 
-@pytest.mark.parametrize("path", SHIPPING_DOCS, ids=lambda p: str(p.relative_to(ROOT)))
+@pytest.mark.parametrize("path", SHIPPING_DOCS, ids=lambda p: str(p.relative_to(REPO_ROOT)))
 def test_agent_variables_name_real_keys(path: Path):
     for name in sorted(agent_variables(path.read_text()) - {"AGENT_CONFIG"}):
         rest = name[len("AGENT_") :].lower()
@@ -164,7 +165,7 @@ def values_key_exists(parts: list[str]) -> bool:
     return True
 
 
-@pytest.mark.parametrize("path", ALL_DOCS, ids=lambda p: str(p.relative_to(ROOT)))
+@pytest.mark.parametrize("path", ALL_DOCS, ids=lambda p: str(p.relative_to(REPO_ROOT)))
 def test_dotted_keys_exist(path: Path):
     """`server.drain_delay_s` is an agent config key; `agent.config.server.drain_delay_s`,
     `serviceMonitor.enabled` are chart values. Either must exist."""
@@ -186,7 +187,7 @@ def test_dotted_keys_exist(path: Path):
 DOCS_WITH_TOML = {"PRODUCTION.md"}
 
 
-@pytest.mark.parametrize("path", ALL_DOCS, ids=lambda p: str(p.relative_to(ROOT)))
+@pytest.mark.parametrize("path", ALL_DOCS, ids=lambda p: str(p.relative_to(REPO_ROOT)))
 def test_toml_examples_are_valid_config(path: Path):
     blocks = [body for language, body in fenced_blocks(path.read_text()) if language == "toml"]
     if path.name in DOCS_WITH_TOML:
@@ -197,7 +198,7 @@ def test_toml_examples_are_valid_config(path: Path):
         build_config(table, {"DATABASE_URL": "postgresql://u:p@db:5432/app"}, "docs")
 
 
-@pytest.mark.parametrize("path", SHIPPING_DOCS, ids=lambda p: str(p.relative_to(ROOT)))
+@pytest.mark.parametrize("path", SHIPPING_DOCS, ids=lambda p: str(p.relative_to(REPO_ROOT)))
 def test_yaml_examples_are_valid(path: Path):
     """Kubernetes objects validate against the schemas; chart values files render."""
     for language, body in fenced_blocks(path.read_text()):
@@ -214,7 +215,7 @@ def test_yaml_examples_are_valid(path: Path):
 
 
 def test_production_checklist_covers_the_seed():
-    text = (ROOT / "docs" / "PRODUCTION.md").read_text()
+    text = (REPO_ROOT / "docs" / "PRODUCTION.md").read_text()
     checklist = text[text.index("## Deployment checklist") :]
     items = re.findall(r"^- \[ \] (.+(?:\n {6}.+)*)", checklist, re.MULTILINE)
     assert len(items) >= 11

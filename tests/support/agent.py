@@ -12,9 +12,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from tests.support import REPO_ROOT
 from tests.support.net import free_port
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def to_toml(table: dict[str, Any], prefix: str = "") -> str:

@@ -33,7 +33,7 @@ from agent.proxy.main import create_main_listener
 from agent.proxy.wire import new_ids
 from agent.tracecontext import new_traceparent, parse_traceparent
 from tests.corpus.harness import FakeTransport
-from tests.proxy.support import UUID4, parse_responses
+from tests.support.responses import UUID4, parse_responses
 
 FUZZ = settings(derandomize=True, database=None, max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

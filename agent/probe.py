@@ -8,9 +8,14 @@ from __future__ import annotations
 import http.client
 import os
 import sys
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
-from agent.config import ConfigError, load_config, parse_listen
+from agent.config import AgentConfig, ConfigError, load_config, parse_listen
+
+
+def endpoint_path(kind: str, config: AgentConfig) -> str:
+    """``/health/live``: the kind's endpoint under ``health.path_prefix``."""
+    return f"{config.health.path_prefix}/{kind}"
 
 
 def default_url(kind: str, config_path: str | None) -> str:
@@ -20,21 +25,35 @@ def default_url(kind: str, config_path: str | None) -> str:
         host = "127.0.0.1" if host != "::" else "::1"
     if ":" in host:
         host = f"[{host}]"
-    return f"http://{host}:{port}{config.health.path_prefix}/{kind}"
+    return f"http://{host}:{port}{endpoint_path(kind, config)}"
+
+
+def probe_url(kind: str, url: str | None, config_path: str | None) -> str:
+    """What to ask: without ``url``, the main listener from the config; a ``url`` without a path
+    (or with just "/"), the kind's endpoint on that server (``http://127.0.0.1:8000`` ->
+    ``http://127.0.0.1:8000/health/live``); any other ``url`` as it is."""
+    if not url:
+        return default_url(kind, config_path)
+    parts = urlsplit(url)
+    if parts.path not in ("", "/"):
+        return url
+    config = load_config(config_path, os.environ)
+    return urlunsplit(parts._replace(path=endpoint_path(kind, config)))
 
 
 def probe(kind: str, *, url: str | None, config_path: str | None, timeout_s: float) -> bool:
     """True when the endpoint answers 200; prints one line saying what happened."""
     try:
-        target = url or default_url(kind, config_path)
+        target = probe_url(kind, url, config_path)
     except ConfigError as exc:
         print(f"probe {kind}: invalid configuration: {exc}", file=sys.stderr)
         return False
     parts = urlsplit(target)
     conn_cls = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
+    request_target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     try:
         conn = conn_cls(parts.hostname or "127.0.0.1", parts.port, timeout=timeout_s)
-        conn.request("GET", parts.path or "/", headers={"User-Agent": "sidecar-agent-probe"})
+        conn.request("GET", request_target, headers={"User-Agent": "sidecar-agent-probe"})
         response = conn.getresponse()
         body = response.read(1024).decode("utf-8", "replace")
         conn.close()

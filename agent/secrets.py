@@ -21,10 +21,11 @@ class Secret:
         return self._value
 
     def masked(self) -> str:
-        """For display: empty stays empty, a DSN with a password keeps its shape, anything else is masked whole."""
+        """For display: empty stays empty, a PostgreSQL DSN with a password and a well-formed host
+        list keeps its shape (password masked), anything else is masked whole."""
         if not self._value:
             return ""
-        if _SCHEME.match(self._value) and "@" in self._value:
+        if _has_dsn_shape(self._value):
             return mask_dsn(self._value)
         return MASK
 
@@ -63,6 +64,33 @@ _USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<user>[^:/@\s]
 # db_password=..., PGPASSWORD=..., access_token: ... (any prefix before the key word).
 _KEYVALUE = re.compile(r"(?i)(\w*(?:password|passwd|pwd|token|secret|api[_-]?key))(\s*[=:]\s*)('[^']*'|\"[^\"]*\"|\S+)")
 _QUERY_PW = re.compile(r"(?i)([?&](password|passwd|sslpassword|token)=)[^&\s]*")
+# The DSNs the agent holds are PostgreSQL ones (config normalises the scheme); any other value
+# holding "://", an admin token such as "tok://a:b@c" included, is not a DSN and is masked whole.
+_PG_SCHEME = re.compile(r"(?i)postgres(?:ql)?(?:\+[a-z0-9]+)?://")
+# libpq's host list: host[:port], comma-separated; a host is a reg-name or an [IPv6] literal, and
+# may be empty (the socket directory then comes from ?host=).
+_HOST = r"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._~%-]*)(?::[0-9]*)?"
+_HOST_LIST = re.compile(rf"{_HOST}(?:,{_HOST})*")
+
+
+def _has_dsn_shape(value: str) -> bool:
+    """True for ``postgresql://user:password@hosts[/db][?query]``: the password (up to the last
+    "@", so an unencoded "@" in it is masked too) is followed by a well-formed host list.
+
+    Without a password before that "@", or without a host list after it, the text after the "@"
+    may be the rest of a password typed without its separator (``postgresql://u@x:pw-tail/db``,
+    a user name holding "@"): such a value is masked whole. A password holding "@" that lost its
+    separator *and* leaves a valid host (``postgresql://u:p@ss-tail/db``) cannot be told from a
+    real DSN by its text.
+    """
+    scheme = _PG_SCHEME.match(value)
+    if scheme is None:
+        return False
+    userinfo, at, hostpart = value[scheme.end() :].rpartition("@")
+    if not at or ":" not in userinfo:
+        return False
+    authority = re.split(r"[/?#]", hostpart, maxsplit=1)[0]
+    return _HOST_LIST.fullmatch(authority) is not None
 
 
 def mask_dsn(dsn: str) -> str:

@@ -57,10 +57,10 @@ def _imports() -> SimpleNamespace:
     from agent import app, config, logs
     from agent.proxy import access_log, listener
     from tests.corpus import harness
-    from tests.proxy import support
+    from tests.support import responses
 
     return SimpleNamespace(httptools=httptools, app=app, config=config, logs=logs, access_log=access_log, listener=listener,
-                           harness=harness, support=support)  # fmt: skip
+                           harness=harness, responses=responses)  # fmt: skip
 
 
 if atheris is not None and "--replay" not in sys.argv:
@@ -287,7 +287,7 @@ class Target:
 
     @staticmethod
     def _check_output(written: bytes, heads: list[bool]) -> None:
-        parse, errors = M.support.parse_responses, (M.support.IncompleteResponse, ValueError, AssertionError, IndexError)
+        parse, errors = M.responses.parse_responses, (M.responses.IncompleteResponse, ValueError, AssertionError, IndexError)
         try:
             parse(written, eof=True, head_for=heads)
             return

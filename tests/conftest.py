@@ -1,14 +1,18 @@
-"""Shared fixtures: a real PostgreSQL, a real upstream app, and the real agent as a subprocess."""
+"""Shared fixtures: a real PostgreSQL, a real upstream app, the real agent as a subprocess, and the
+agent in the test's own event loop with scripted checks."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from agent.checks.base import CheckResult
 from tests.support.agent import AgentProcess
+from tests.support.inprocess import InProcessAgent, scripted_agent, scripted_results
 from tests.support.postgres import PostgresServer
 from tests.support.upstream import UpstreamProcess, start_upstream_process
 
@@ -63,6 +67,25 @@ def agent_factory(tmp_path: Path) -> Iterator[Callable[..., AgentProcess]]:
     yield make
     for agent in agents:
         agent.stop()
+
+
+@pytest.fixture
+def results() -> dict[str, CheckResult]:
+    """What each scripted check answers; a test changes an entry to change what the next run sees."""
+    return scripted_results()
+
+
+@pytest.fixture
+async def make_agent(
+    aiohttp_client: Callable[..., Awaitable[Any]], results: dict[str, CheckResult]
+) -> AsyncIterator[Callable[..., Awaitable[InProcessAgent]]]:
+    """``await make_agent(admin={"token": ...})`` -> an in-process agent whose scripted checks have all run."""
+    async with AsyncExitStack() as stack:
+
+        async def make(**overrides: dict[str, Any]) -> InProcessAgent:
+            return await stack.enter_async_context(scripted_agent(aiohttp_client, results, **overrides))
+
+        yield make
 
 
 def fast_checks(upstream_url: str, dsn: str | None = None, **health: Any) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
@@ -15,10 +16,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aiohttp import web
 
 from agent import __version__
 from tests.conftest import fast_checks
-from tests.support.agent import REPO_ROOT, AgentProcess, to_toml
+from tests.support import REPO_ROOT
+from tests.support.agent import AgentProcess, to_toml
 from tests.support.net import free_port
 
 PASSWORD = "Cli-Pw-7d3f9a"
@@ -359,6 +362,60 @@ def test_probe_derives_the_url_from_the_config(tmp_path: Path, ready_agent: Agen
     # and via $AGENT_CONFIG, as a Docker HEALTHCHECK would run it
     result = cli("probe", "ready", cwd=tmp_path, env={"AGENT_CONFIG": str(ready_agent.config_path)})
     assert result.returncode == 0, result.stderr
+
+
+def test_probe_of_a_bare_url_asks_the_kinds_endpoint(tmp_path: Path, ready_agent: AgentProcess) -> None:
+    for url in (ready_agent.url, ready_agent.url + "/"):
+        result = cli("probe", "live", "--url", url, cwd=tmp_path)
+        assert result.returncode == 0, (url, result.stdout, result.stderr)
+        assert result.stdout == 'probe live: 200 {"status":"alive"}\n'
+
+
+@pytest.fixture
+async def recording_server(aiohttp_server: Callable[..., Any]) -> tuple[str, list[str]]:
+    """``(base URL, request targets received)`` of a server answering 200 to any GET."""
+    received: list[str] = []
+
+    async def record(request: web.Request) -> web.Response:
+        received.append(request.path_qs)
+        return web.json_response({"status": "alive"})
+
+    app = web.Application()
+    app.router.add_get("/{tail:.*}", record)
+    server = await aiohttp_server(app)
+    return f"http://127.0.0.1:{server.port}", received
+
+
+@pytest.mark.parametrize("suffix", ["", "/"])
+@pytest.mark.parametrize("kind", ["live", "ready", "startup"])
+async def test_probe_url_without_a_path_gets_the_default_prefix(
+    tmp_path: Path, recording_server: tuple[str, list[str]], kind: str, suffix: str
+) -> None:
+    base, received = recording_server
+    result = await asyncio.to_thread(cli, "probe", kind, "--url", base + suffix, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert received == [f"/health/{kind}"]
+
+
+async def test_probe_url_without_a_path_uses_the_configured_prefix(
+    tmp_path: Path, recording_server: tuple[str, list[str]]
+) -> None:
+    base, received = recording_server
+    path = write_config(tmp_path, {"health": {"path_prefix": "/_agent/health"}})
+    result = await asyncio.to_thread(cli, "probe", "ready", "--url", base, "-c", str(path), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    via_env = await asyncio.to_thread(cli, "probe", "live", "--url", base, cwd=tmp_path, env={"AGENT_CONFIG": str(path)})
+    assert via_env.returncode == 0, via_env.stderr
+    assert received == ["/_agent/health/ready", "/_agent/health/live"]
+
+
+async def test_probe_url_with_a_path_is_used_as_is(tmp_path: Path, recording_server: tuple[str, list[str]]) -> None:
+    base, received = recording_server
+    path = write_config(tmp_path, {"health": {"path_prefix": "/_agent"}})
+    for url in (f"{base}/healthz", f"{base}/health/ready?exclude=cache", f"{base}/health/"):
+        result = await asyncio.to_thread(cli, "probe", "live", "--url", url, "-c", str(path), cwd=tmp_path)
+        assert result.returncode == 0, (url, result.stderr)
+    assert received == ["/healthz", "/health/ready?exclude=cache", "/health/"]
 
 
 def test_probe_ready_fails_while_a_critical_check_fails(tmp_path: Path, agent_factory: Callable[..., AgentProcess]) -> None:

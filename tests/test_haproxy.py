@@ -185,13 +185,6 @@ def is_down(status: str, check_status: str) -> bool:
 
 
 # --------------------------------------------------------------- fixtures
-def _postmaster_pid(server: PostgresServer) -> int | None:
-    try:
-        return int((server.data_dir / "postmaster.pid").read_text().split()[0])
-    except (OSError, IndexError, ValueError):
-        return None
-
-
 def _is_our_postmaster(pid: int, server: PostgresServer) -> bool:
     """True only for a live postmaster of *this* cluster (never a recycled pid)."""
     try:
@@ -226,7 +219,7 @@ def two_databases(tmp_path: Path) -> Iterator[tuple[PostgresServer, PostgresServ
     finally:
         errors: list[BaseException] = []
         for server in servers:
-            pid = _postmaster_pid(server)
+            pid = server.postmaster_pid()
             try:
                 server.close()
             except Exception as exc:  # still stop the other cluster; re-raised below

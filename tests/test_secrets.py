@@ -74,6 +74,20 @@ def test_secret_parts_of_a_dsn_include_the_password_encoded_and_decoded() -> Non
     assert Secret("postgresql://agent@db/app").secret_parts() == ["postgresql://agent@db/app"]
 
 
+@pytest.mark.parametrize(
+    "value",
+    [
+        "postgresql://u@x:pw-tail/db",  # a user name holding "@", the password's separator lost
+        "postgresql://agent:pw@db:tail/app",  # what follows the "@" is no host list
+        "postgresql://app@db/app",  # no password: the "@" may be inside a user name
+        "tok://user:pw-tail@host",  # an admin token holding "://": not a DSN
+        "mysql://u:pw@db/app",
+    ],
+)
+def test_secret_without_an_unambiguous_dsn_shape_is_masked_whole(value: str) -> None:
+    assert Secret(value).masked() == MASK
+
+
 # --- mask_dsn --------------------------------------------------------------------------------
 
 

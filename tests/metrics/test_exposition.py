@@ -18,10 +18,10 @@ from agent.config import build_config
 from agent.metrics import create_registry
 from agent.metrics.exposition import render
 from tests.conftest import fast_checks
-from tests.metrics.promql import metric_names
-from tests.support.agent import REPO_ROOT, AgentProcess
+from tests.support import REPO_ROOT
+from tests.support.agent import AgentProcess
+from tests.support.promql import MONITORING, dashboard_exprs, metric_names, rule_exprs
 
-MONITORING = REPO_ROOT / "monitoring"
 PROMTOOL = shutil.which("promtool")
 needs_promtool = pytest.mark.skipif(
     PROMTOOL is None, reason="promtool missing (Debian package prometheus; scripts/test.sh installs it)"
@@ -154,38 +154,6 @@ def test_process_and_postgres_values_are_real(agent, scrape):
     assert values[("agent_postgres_in_recovery", (("check", "database"),))] == 0
     assert values[("process_resident_memory_bytes", ())] > 1e6
     assert values[("agent_ready", ())] == 1
-
-
-def dashboard_exprs() -> list[str]:
-    dashboard = json.loads((MONITORING / "grafana-dashboard.json").read_text())
-    exprs = [target["expr"] for panel in dashboard["panels"] for target in panel.get("targets", [])]
-    for variable in dashboard["templating"]["list"]:
-        if variable["type"] == "query":
-            query = variable["query"]["query"] if isinstance(variable["query"], dict) else variable["query"]
-            match = re.fullmatch(r"label_values\((.*),\s*\w+\)", query.strip())
-            exprs.append(match.group(1) if match else query)
-    return exprs
-
-
-def rule_exprs() -> list[str]:
-    """``expr:`` values of alerts.yml (inline or ``|`` blocks); no YAML library in the test deps."""
-    exprs: list[str] = []
-    lines = (MONITORING / "alerts.yml").read_text().splitlines()
-    for i, line in enumerate(lines):
-        key, _, value = line.strip().partition(":")
-        if key != "expr" or line.lstrip().startswith("#"):
-            continue
-        if value.strip() not in ("|", ">", "|-", ">-"):
-            exprs.append(value.strip())
-            continue
-        indent = len(line) - len(line.lstrip())
-        block = []
-        for following in lines[i + 1 :]:
-            if following.strip() and len(following) - len(following.lstrip()) <= indent:
-                break
-            block.append(following.strip())
-        exprs.append(" ".join(block))
-    return exprs
 
 
 def test_dashboard_has_the_required_panels():

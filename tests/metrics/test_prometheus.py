@@ -8,8 +8,8 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from tests.conftest import fast_checks
-from tests.metrics.prometheus import PrometheusServer, prometheus_binary
-from tests.metrics.test_exposition import MONITORING, dashboard_exprs, rule_exprs
+from tests.support.prometheus import PrometheusServer, prometheus_binary
+from tests.support.promql import MONITORING, dashboard_exprs, rule_exprs
 
 pytestmark = [
     pytest.mark.slow,

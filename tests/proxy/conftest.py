@@ -10,9 +10,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.proxy.support import RawUpstream, proxy_config, start_agent
-from tests.support.agent import AgentProcess
+from tests.support.agent import AgentProcess, proxy_config
 from tests.support.net import free_port
+from tests.support.rawupstream import RawUpstream
 from tests.support.upstream import UpstreamProcess
 
 # Small deadlines so the timeout tests stay quick.
@@ -30,7 +30,9 @@ MAIN_UPSTREAM = {"read_timeout_s": 1.5, "connect_timeout_s": 1.0}
 def main_agent(upstream: UpstreamProcess, tmp_path_factory: pytest.TempPathFactory) -> Iterator[AgentProcess]:
     """Defaults, except small body limit and deadlines; no trusted proxies."""
     upstream.set_mode("healthy")
-    agent = start_agent(tmp_path_factory, "main", proxy_config(upstream.url, proxy=MAIN_PROXY, upstream=MAIN_UPSTREAM))
+    agent = AgentProcess(
+        tmp_path_factory.mktemp("main"), proxy_config(upstream.url, proxy=MAIN_PROXY, upstream=MAIN_UPSTREAM)
+    ).start()
     yield agent
     agent.stop()
 
@@ -38,16 +40,18 @@ def main_agent(upstream: UpstreamProcess, tmp_path_factory: pytest.TempPathFacto
 @pytest.fixture(scope="module")
 def trusted_agent(upstream: UpstreamProcess, tmp_path_factory: pytest.TempPathFactory) -> Iterator[AgentProcess]:
     """127.0.0.1/32 is a trusted proxy (the tests connect from it)."""
-    agent = start_agent(
-        tmp_path_factory, "trusted", proxy_config(upstream.url, proxy={**MAIN_PROXY, "trusted_proxies": ["127.0.0.1/32"]})
-    )
+    agent = AgentProcess(
+        tmp_path_factory.mktemp("trusted"), proxy_config(upstream.url, proxy={**MAIN_PROXY, "trusted_proxies": ["127.0.0.1/32"]})
+    ).start()
     yield agent
     agent.stop()
 
 
 @pytest.fixture(scope="module")
 def passthrough_agent(upstream: UpstreamProcess, tmp_path_factory: pytest.TempPathFactory) -> Iterator[AgentProcess]:
-    agent = start_agent(tmp_path_factory, "passthrough", proxy_config(upstream.url, proxy={"error_bodies": "passthrough"}))
+    agent = AgentProcess(
+        tmp_path_factory.mktemp("passthrough"), proxy_config(upstream.url, proxy={"error_bodies": "passthrough"})
+    ).start()
     yield agent
     agent.stop()
 
@@ -55,7 +59,7 @@ def passthrough_agent(upstream: UpstreamProcess, tmp_path_factory: pytest.TempPa
 @pytest.fixture(scope="module")
 def dead_upstream_agent(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AgentProcess]:
     """The upstream port is closed: every proxied request is a 502."""
-    agent = start_agent(tmp_path_factory, "dead", proxy_config(f"http://127.0.0.1:{free_port()}"))
+    agent = AgentProcess(tmp_path_factory.mktemp("dead"), proxy_config(f"http://127.0.0.1:{free_port()}")).start()
     yield agent
     agent.stop()
 
@@ -70,8 +74,8 @@ def raw_upstream() -> Iterator[RawUpstream]:
 @pytest.fixture(scope="module")
 def raw_agent(raw_upstream: RawUpstream, tmp_path_factory: pytest.TempPathFactory) -> Iterator[AgentProcess]:
     """An agent in front of the misbehaving raw upstream."""
-    agent = start_agent(
-        tmp_path_factory, "raw", proxy_config(raw_upstream.url, upstream={"read_timeout_s": 1.5, "connect_timeout_s": 1.0})
-    )
+    agent = AgentProcess(
+        tmp_path_factory.mktemp("raw"), proxy_config(raw_upstream.url, upstream={"read_timeout_s": 1.5, "connect_timeout_s": 1.0})
+    ).start()
     yield agent
     agent.stop()

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 
-from tests.proxy.support import RFC3339, get, log_lines, new_request_id, raw_exchange, wait_for_log
+from tests.support.rawhttp import get, new_request_id, raw_exchange
+from tests.support.reports import wait_for_log
+from tests.support.responses import RFC3339
 
 FIELDS = {
     "timestamp",
@@ -28,7 +30,7 @@ FIELDS = {
 def access_lines(agent, request_id: str | None = None):
     return [
         r
-        for r in log_lines(agent.stdout_path)
+        for r in agent.log_records()
         if r.get("message") == "request completed" and (request_id is None or r.get("request_id") == request_id)
     ]
 
@@ -36,9 +38,7 @@ def access_lines(agent, request_id: str | None = None):
 async def test_one_line_per_proxied_request_with_the_fields(main_agent):
     rid = new_request_id()
     response = await get(main_agent.port, "/echo?secret=1", headers=[("X-Request-ID", rid), ("User-Agent", "probe/1.0")])
-    (line,) = wait_for_log(
-        main_agent.stdout_path, lambda r: r.get("request_id") == rid and r.get("message") == "request completed"
-    )
+    (line,) = wait_for_log(main_agent, lambda r: r.get("request_id") == rid and r.get("message") == "request completed")
     assert set(line) >= FIELDS, FIELDS - set(line)
     assert RFC3339.match(line["timestamp"])
     assert line["method"] == "GET" and line["path"] == "/echo" and line["status"] == 200
@@ -51,7 +51,7 @@ async def test_one_line_per_proxied_request_with_the_fields(main_agent):
 async def test_concurrent_requests_one_line_each(main_agent):
     ids = [new_request_id() for _ in range(30)]
     await asyncio.gather(*(get(main_agent.port, f"/echo/c{i}", headers=[("X-Request-ID", rid)]) for i, rid in enumerate(ids)))
-    wait_for_log(main_agent.stdout_path, lambda r: r.get("request_id") == ids[-1])
+    wait_for_log(main_agent, lambda r: r.get("request_id") == ids[-1])
     await asyncio.sleep(0.2)
     lines = access_lines(main_agent)
     for rid in ids:
@@ -74,12 +74,12 @@ async def odd_request(agent, path: bytes, user_agent: bytes) -> tuple[dict, list
         timeout_s=3,
     )
     assert ex.response().status in (200, 404)  # the app may not route odd paths; the agent forwarded it
-    wait_for_log(agent.stdout_path, lambda r: r.get("request_id") == rid)
+    wait_for_log(agent, lambda r: r.get("request_id") == rid)
     await asyncio.sleep(0.1)
     raw = [line for line in agent.stdout_path.read_bytes().split(b"\n") if rid.encode() in line]
-    records = [r for r in log_lines(agent.stdout_path) if r.get("request_id") == rid]  # each line one JSON object
+    records = [r for r in agent.log_records() if r.get("request_id") == rid]  # each line one JSON object
     assert len(raw) == 1 and len(records) == 1, raw
-    assert not any("forged" in r for r in log_lines(agent.stdout_path))
+    assert not any("forged" in r for r in agent.log_records())
     return records[0], raw
 
 
@@ -107,7 +107,7 @@ async def test_health_probes_skipped_by_default_but_health_logged(main_agent):
         rid = new_request_id()
         ids[path] = rid
         await get(main_agent.port, path, headers=[("X-Request-ID", rid)])
-    wait_for_log(main_agent.stdout_path, lambda r: r.get("request_id") == ids["/health"])
+    wait_for_log(main_agent, lambda r: r.get("request_id") == ids["/health"])
     await asyncio.sleep(0.2)
     for path in ("/health/live", "/health/ready", "/health/startup"):
         assert access_lines(main_agent, ids[path]) == [], path
@@ -118,15 +118,13 @@ async def test_health_probes_skipped_by_default_but_health_logged(main_agent):
 async def test_agent_errors_are_access_logged_too(dead_upstream_agent):
     rid = new_request_id()
     await get(dead_upstream_agent.port, "/x", headers=[("X-Request-ID", rid)])
-    lines = wait_for_log(
-        dead_upstream_agent.stdout_path, lambda r: r.get("request_id") == rid and r.get("message") == "request completed"
-    )
+    lines = wait_for_log(dead_upstream_agent, lambda r: r.get("request_id") == rid and r.get("message") == "request completed")
     assert len(lines) == 1 and lines[0]["status"] == 502
 
 
 async def test_malformed_request_logged_once_with_its_error_id(main_agent):
     ex = await raw_exchange(main_agent.port, b"GET /echo HTTP/1.1\r\nHost: t\r\nX: a\x00\r\n\r\n", timeout_s=3)
     body = ex.response().json()
-    lines = wait_for_log(main_agent.stdout_path, lambda r: r.get("error_id") == body["error_id"])
+    lines = wait_for_log(main_agent, lambda r: r.get("error_id") == body["error_id"])
     assert len(lines) == 1
     assert lines[0]["request_id"] == body["request_id"] and lines[0]["status"] == 400

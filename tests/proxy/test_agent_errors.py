@@ -9,21 +9,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.proxy.support import (
-    RFC3339,
-    SECURITY_HEADERS,
-    UUID4,
-    chunked,
-    get,
-    log_lines,
-    new_request_id,
-    proxy_config,
-    raw_exchange,
-    request,
-    start_agent,
-    wait_for_log,
-)
-from tests.support.agent import AgentProcess
+from tests.support.agent import AgentProcess, proxy_config
+from tests.support.rawhttp import chunked, get, new_request_id, raw_exchange, request
+from tests.support.reports import wait_for_log
+from tests.support.responses import RFC3339, SECURITY_HEADERS, UUID4
 from tests.support.upstream import UpstreamProcess
 
 MAX_IN_FLIGHT = 2
@@ -31,7 +20,9 @@ MAX_IN_FLIGHT = 2
 
 @pytest.fixture(scope="module")
 def overload_agent(upstream: UpstreamProcess, tmp_path_factory: pytest.TempPathFactory) -> Iterator[AgentProcess]:
-    agent = start_agent(tmp_path_factory, "overload", proxy_config(upstream.url, proxy={"max_in_flight": MAX_IN_FLIGHT}))
+    agent = AgentProcess(
+        tmp_path_factory.mktemp("overload"), proxy_config(upstream.url, proxy={"max_in_flight": MAX_IN_FLIGHT})
+    ).start()
     yield agent
     agent.stop()
 
@@ -51,7 +42,7 @@ def assert_agent_error(agent: AgentProcess, response, status: int, code: str, re
     assert response.header("X-Error-ID") == body["error_id"]
     missing = [h for h in SECURITY_HEADERS if h not in response.names()]
     assert not missing, f"{status} lacks {missing}"
-    lines = wait_for_log(agent.stdout_path, lambda r: r.get("error_id") == body["error_id"])
+    lines = wait_for_log(agent, lambda r: r.get("error_id") == body["error_id"])
     assert lines, f"no log line with error_id {body['error_id']}"
     assert all(line.get("request_id") == body["request_id"] for line in lines)
     return body
@@ -64,8 +55,8 @@ async def test_502_when_the_upstream_is_down(dead_upstream_agent):
     assert "127.0.0.1" not in body["message"] and "Errno" not in body["message"]
     # Every log line written for the request carries its request_id and trace_id.
     # The access line is written in a batch (every 50 ms): wait for it, then read every line.
-    wait_for_log(dead_upstream_agent.stdout_path, lambda r: r.get("request_id") == rid and r["message"] == "request completed")
-    lines = wait_for_log(dead_upstream_agent.stdout_path, lambda r: r.get("request_id") == rid)
+    wait_for_log(dead_upstream_agent, lambda r: r.get("request_id") == rid and r["message"] == "request completed")
+    lines = wait_for_log(dead_upstream_agent, lambda r: r.get("request_id") == rid)
     assert {line["message"] for line in lines} >= {"request failed", "request completed"}
     assert all(line.get("trace_id") for line in lines)
 
@@ -180,7 +171,7 @@ async def test_400_never_echoes_a_valid_looking_client_request_id_it_could_not_p
 
 async def test_error_responses_logged_once_per_error_id(main_agent):
     counts: dict[str, int] = {}
-    for record in log_lines(main_agent.stdout_path):
+    for record in main_agent.log_records():
         if record.get("level") in ("WARNING", "ERROR") and record.get("error_id"):
             counts[record["error_id"]] = counts.get(record["error_id"], 0) + 1
     assert counts and max(counts.values()) == 1, {k: v for k, v in counts.items() if v > 1}

@@ -16,7 +16,10 @@ import time
 import pytest
 
 from agent.rules.errors import code_for_status
-from tests.proxy.support import SECURITY_HEADERS, UUID4, async_wait_until, get, log_lines, raw_exchange, wait_for_log
+from tests.support.polling import async_wait_until
+from tests.support.rawhttp import get, raw_exchange
+from tests.support.reports import wait_for_log
+from tests.support.responses import SECURITY_HEADERS, UUID4
 
 H = b"Host: test.local\r\n"
 
@@ -104,7 +107,7 @@ async def assert_refused(agent, upstream, data: bytes, statuses: tuple[int, ...]
     assert UUID4.match(body["request_id"]) and response.header("X-Request-ID") == body["request_id"]
     missing = [h for h in SECURITY_HEADERS if h not in response.names()]
     assert not missing, f"lacks {missing}"
-    lines = wait_for_log(agent.stdout_path, lambda r: r.get("error_id") == body["error_id"])
+    lines = wait_for_log(agent, lambda r: r.get("error_id") == body["error_id"])
     assert lines and lines[0]["request_id"] == body["request_id"]
     # The agent keeps serving.
     assert (await get(agent.port, "/health/live")).status == 200
@@ -330,7 +333,7 @@ async def test_client_disconnect_mid_download_aborts_the_upstream_response(main_
     assert upstream.events().get("drip_complete", 0) == 0
     for _ in range(3):
         assert (await get(main_agent.port, "/echo")).status == 200
-    records = wait_for_log(main_agent.stdout_path, lambda r: r.get("path") == "/drip" and r.get("message") == "request completed")
+    records = wait_for_log(main_agent, lambda r: r.get("path") == "/drip" and r.get("message") == "request completed")
     assert records and records[-1].get("aborted") is True
 
 
@@ -338,9 +341,9 @@ async def test_every_log_line_of_a_cut_body_request_has_request_and_trace_id(mai
     rid = f"slow-body-{time.monotonic_ns()}"
     data = b"POST /upload HTTP/1.1\r\n" + H + b"X-Request-ID: " + rid.encode() + b"\r\nContent-Length: 5000\r\n\r\n" + b"x" * 100
     await raw_exchange(main_agent.port, data, timeout_s=4)
-    lines = wait_for_log(main_agent.stdout_path, lambda r: r.get("request_id") == rid and r.get("message") == "request completed")
+    lines = wait_for_log(main_agent, lambda r: r.get("request_id") == rid and r.get("message") == "request completed")
     assert lines
-    lines = [r for r in log_lines(main_agent.stdout_path) if r.get("request_id") == rid]
+    lines = [r for r in main_agent.log_records() if r.get("request_id") == rid]
     assert len(lines) >= 2
     missing = [r["message"] for r in lines if not r.get("trace_id")]
     assert not missing, missing

@@ -16,8 +16,8 @@ import pytest
 from aiohttp import web
 
 from tests.conftest import fast_checks
-from tests.proxy.support import log_lines, wait_for_log
-from tests.status.devtools import CHROMIUM, Chromium
+from tests.support.browser import CHROMIUM, Chromium
+from tests.support.reports import wait_for_log
 
 pytestmark = [
     pytest.mark.slow,
@@ -95,7 +95,7 @@ async def fetch_from(origin: str, agent, workdir):
 def access_lines(agent, path: str) -> list[tuple[str, int]]:
     return [
         (r["method"], r["status"])
-        for r in log_lines(agent.stdout_path)
+        for r in agent.log_records()
         if r.get("message") == "request completed" and r.get("path") == path
     ]
 
@@ -118,7 +118,7 @@ async def test_credentialed_preflighted_fetch_works_in_chromium(agent_factory, h
     assert result["unexposed"] is None  # a CORS response: what is not exposed stays hidden
     assert [text for _, text in problems if "CORS" in text or "Access-Control" in text] == []
     assert [text for level, text in problems if level == "error"] == []
-    wait_for_log(agent.stdout_path, lambda r: r.get("method") == "PUT" and r.get("path") == "/echo")
+    wait_for_log(agent, lambda r: r.get("method") == "PUT" and r.get("path") == "/echo")
     assert access_lines(agent, "/echo") == [("OPTIONS", 204), ("PUT", 200)]  # the agent answered the preflight
 
     # What Chromium checked, read off the wire: each CORS header once, on both answers.
@@ -147,5 +147,5 @@ async def test_origin_not_allowed_is_blocked_by_chromium(agent_factory, healthy_
     assert result == {"error": "TypeError: Failed to fetch"}
     blocked = [text for level, text in problems if level == "error" and "blocked by CORS policy" in text]
     assert blocked and f"from origin '{other}'" in blocked[0], problems
-    wait_for_log(agent.stdout_path, lambda r: r.get("method") == "OPTIONS" and r.get("path") == "/echo")
+    wait_for_log(agent, lambda r: r.get("method") == "OPTIONS" and r.get("path") == "/echo")
     assert access_lines(agent, "/echo") == [("OPTIONS", 204)]  # the PUT never left the browser

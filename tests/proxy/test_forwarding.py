@@ -15,19 +15,10 @@ import re
 
 import pytest
 
-from tests.proxy.support import (
-    SECURITY_HEADERS,
-    UUID4,
-    RawConnection,
-    RawRequest,
-    chunked,
-    get,
-    log_lines,
-    new_request_id,
-    raw_exchange,
-    request,
-    wait_for_log,
-)
+from tests.support.rawhttp import chunked, get, new_request_id, raw_exchange, request
+from tests.support.rawupstream import RawConnection, RawRequest
+from tests.support.reports import wait_for_log
+from tests.support.responses import SECURITY_HEADERS, UUID4
 from tests.support.upstream import GZIP_PAYLOAD
 
 
@@ -188,7 +179,7 @@ async def test_multiple_same_name_request_headers_kept(main_agent):
 @pytest.mark.parametrize(
     ("method", "path", "status"),
     # (HEAD /bytes/N is not used: aiohttp's StreamResponse writes the body even for HEAD; see
-    # test_upstream_faults for what that does to the pool.)
+    # test_misbehaving_upstream for what that does to the pool.)
     [("GET", "/status/204", 204), ("GET", "/status/304", 304), ("HEAD", "/echo", 200), ("HEAD", "/status/404", 404)],
 )
 async def test_head_204_304_have_no_body_and_keep_the_connection_in_sync(main_agent, method, path, status):
@@ -266,7 +257,7 @@ async def test_valid_request_id_and_traceparent_kept_forwarded_and_logged(main_a
     assert values(pairs, "traceparent") == [VALID_TRACEPARENT]
     assert values(pairs, "tracestate") == ["vendor=1"]
     assert response.header("X-Request-ID") == rid
-    lines = wait_for_log(main_agent.stdout_path, lambda r: r.get("request_id") == rid)
+    lines = wait_for_log(main_agent, lambda r: r.get("request_id") == rid)
     assert lines and all(line["trace_id"] == "4bf92f3577b34da6a3ce929d0e0e4736" for line in lines)
 
 
@@ -282,7 +273,7 @@ async def test_invalid_request_id_replaced_by_uuid4_never_echoed_or_logged(main_
     assert new_id is not None and UUID4.match(new_id), new_id
     assert values(upstream_headers(response), "X-Request-ID") == [new_id]
     assert bad_id.encode("utf-8") not in response.body
-    lines = wait_for_log(main_agent.stdout_path, lambda r: r.get("request_id") == new_id)
+    lines = wait_for_log(main_agent, lambda r: r.get("request_id") == new_id)
     assert lines, "no log line for the request"
     raw_log = main_agent.stdout_path.read_bytes()
     for form in {bad_id, bad_id.encode().decode("latin-1")}:  # as sent, and as a latin-1 decode would log it
@@ -308,7 +299,7 @@ async def test_invalid_traceparent_replaced(main_agent, traceparent):
     assert len(sent) == 1 and sent[0] != traceparent
     assert re.fullmatch(r"00-[0-9a-f]{32}-[0-9a-f]{16}-0[01]", sent[0]), sent
     assert sent[0].split("-")[1] != "0" * 32
-    lines = wait_for_log(main_agent.stdout_path, lambda r: r.get("request_id") == rid)
+    lines = wait_for_log(main_agent, lambda r: r.get("request_id") == rid)
     assert lines and lines[0]["trace_id"] == sent[0].split("-")[1]
 
 
@@ -432,7 +423,7 @@ async def test_upstream_html_500_replaced_by_json(main_agent):
     assert UUID4.match(body["error_id"]) and body["request_id"] == rid
     assert b"html" not in response.body.lower() and b"Traceback" not in response.body
     lines = wait_for_log(
-        main_agent.stdout_path,
+        main_agent,
         lambda r: r.get("error_id") == body["error_id"] and r.get("message") == "upstream error body replaced",
     )
     assert lines and lines[0]["request_id"] == rid
@@ -454,7 +445,7 @@ async def test_upstream_json_success_bodies_untouched(main_agent):
 
 async def test_every_log_line_is_one_json_object(main_agent):
     # A final sweep over everything this module's agent logged (split on \n only).
-    assert log_lines(main_agent.stdout_path)
+    assert main_agent.log_records()
 
 
 # --------------------------------------------------------------------------- via the raw upstream

@@ -6,9 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 
-import pytest
-
-from tests.proxy.support import get, raw_exchange, request
+from tests.support.rawhttp import get, raw_exchange, request
 
 H = b"Host: test.local\r\n"
 

@@ -9,15 +9,15 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-import threading
 import time
 from collections.abc import Iterator
 
-import psutil
 import pytest
 
-from tests.proxy.support import chunked, get, parse_head, proxy_config, start_agent
-from tests.support.agent import AgentProcess
+from tests.support.agent import AgentProcess, proxy_config
+from tests.support.memory import RssSampler
+from tests.support.rawhttp import chunked, get
+from tests.support.responses import parse_head
 from tests.support.upstream import UpstreamProcess
 
 MIB = 1024 * 1024
@@ -33,37 +33,9 @@ def stream_agent(upstream: UpstreamProcess, tmp_path_factory: pytest.TempPathFac
         proxy={"max_body_bytes": 512 * MIB},
         upstream={"max_connections": MAX_CONNECTIONS, "connect_timeout_s": 3.0},
     )
-    agent = start_agent(tmp_path_factory, "stream", config)
+    agent = AgentProcess(tmp_path_factory.mktemp("stream"), config).start()
     yield agent
     agent.stop()
-
-
-class RssWatcher:
-    """Samples the agent's RSS every 20 ms in a thread (the event loop is busy moving bytes)."""
-
-    def __init__(self, pid: int) -> None:
-        self.process = psutil.Process(pid)
-        self.baseline = self.process.memory_info().rss
-        self.peak = self.baseline
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self.peak = max(self.peak, self.process.memory_info().rss)
-            time.sleep(0.02)
-
-    def __enter__(self) -> RssWatcher:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    @property
-    def growth(self) -> int:
-        return self.peak - self.baseline
 
 
 async def read_head(reader: asyncio.StreamReader) -> tuple[int, dict[str, str], bytes]:
@@ -84,7 +56,7 @@ async def warm_up(agent: AgentProcess) -> None:
 @pytest.mark.slow
 async def test_256_mib_download_streams_with_flat_memory(stream_agent):
     await warm_up(stream_agent)
-    with RssWatcher(stream_agent.process.pid) as rss:
+    with RssSampler(stream_agent.process.pid) as rss:
         reader, writer = await asyncio.open_connection("127.0.0.1", stream_agent.port, limit=4 * MIB)
         writer.write(b"GET /bytes/%d HTTP/1.1\r\nHost: t\r\n\r\n" % SIZE)
         started = time.monotonic()
@@ -113,7 +85,7 @@ async def test_256_mib_upload_streams_with_flat_memory(stream_agent, upstream):
     await warm_up(stream_agent)
     block = bytes(range(256)) * 4096  # 1 MiB
     digest = hashlib.sha256()
-    with RssWatcher(stream_agent.process.pid) as rss:
+    with RssSampler(stream_agent.process.pid) as rss:
         reader, writer = await asyncio.open_connection("127.0.0.1", stream_agent.port)
         writer.write(b"POST /upload HTTP/1.1\r\nHost: t\r\nContent-Length: %d\r\n\r\n" % SIZE)
         started = time.monotonic()
@@ -137,7 +109,7 @@ async def test_256_mib_upload_streams_with_flat_memory(stream_agent, upstream):
 @pytest.mark.slow
 async def test_64_mib_chunked_upload_and_chunked_download(stream_agent):
     size = 64 * MIB
-    with RssWatcher(stream_agent.process.pid) as rss:
+    with RssSampler(stream_agent.process.pid) as rss:
         reader, writer = await asyncio.open_connection("127.0.0.1", stream_agent.port)
         writer.write(b"POST /upload HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n")
         block = b"c" * MIB

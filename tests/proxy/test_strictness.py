@@ -84,6 +84,7 @@ async def exchange(port: int, payload: bytes) -> tuple[int | None, bytes]:
 
 
 def refused(status: int | None) -> bool:
+    """aiohttp's refusal: an error status, or a close without an answer (its HTTP/2.0 request line)."""
     return status is None or status >= 400
 
 
@@ -134,26 +135,28 @@ async def test_agent_refuses_everything_aiohttp_refuses(reference_port, counting
         {},
         "test",
     )
-    table = []
+    compared = 0
     async with in_process_agent(config, aiohttp_client) as agent:
         agent_port = int(agent.main_url.rsplit(":", 1)[1])
         for name, payload in VECTORS.items():
             before = list(seen)
             ref_status, _ = await exchange(reference_port, payload)
             agent_status, agent_data = await exchange(agent_port, payload)
-            table.append((name, ref_status, agent_status))
             if refused(ref_status):
-                assert refused(agent_status), f"{name}: aiohttp refused ({ref_status}) but the agent answered {agent_status}"
+                compared += 1
+                # Refusing is answering: a silent close or a hang (status None) is not a refusal.
+                assert agent_status is not None and 400 <= agent_status < 500, (
+                    f"{name}: aiohttp refused ({ref_status}) but the agent answered {agent_status}"
+                )
                 assert seen == before, f"{name}: reached the upstream: {seen[len(before) :]}"
+            # The agent is stricter than aiohttp on a few (TE on HTTP/1.0, "gzip, chunked"); its
+            # refusals all carry its JSON error and close the connection.
             if agent_status is not None and agent_status >= 400:
                 head, _, body = agent_data.partition(b"\r\n\r\n")
                 assert b"\r\nX-Content-Type-Options: nosniff\r\n" in head, name
                 assert b"\r\nConnection: close" in head + b"\r\n", name
                 assert json.loads(body)["error_id"], name
-    # The agent is stricter than aiohttp on a few (TE on HTTP/1.0, "gzip, chunked", HTTP/2.0 in an
-    # HTTP/1 request line); never the other way round.
-    laxer = [row for row in table if refused(row[1]) and not refused(row[2])]
-    assert laxer == []
+    assert compared, "aiohttp refused none of the vectors: nothing was compared"
 
 
 async def test_a_valid_request_still_works_after_the_vectors(reference_port, counting_upstream, aiohttp_client):

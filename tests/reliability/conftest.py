@@ -7,8 +7,8 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from tests.reliability.support import keep_traversable
 from tests.support.faultproxy import FaultProxy
+from tests.support.postgres import keep_traversable
 
 
 @pytest.fixture(scope="session")

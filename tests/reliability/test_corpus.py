@@ -40,7 +40,7 @@ from tests.corpus.harness import (
     pieces,
     send_and_read,
 )
-from tests.proxy.support import UUID4, IncompleteResponse, RawResponse, parse_responses
+from tests.support.responses import UUID4, IncompleteResponse, RawResponse, parse_responses
 
 CASES = load_cases()
 PROBE_TARGET = b"/__corpus_probe__"

@@ -9,8 +9,9 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from tests.proxy.support import RawConnection, RawRequest, RawUpstream, raw_exchange, request
 from tests.support.faultproxy import DOWNSTREAM, UPSTREAM, FaultProxy
+from tests.support.rawhttp import raw_exchange, request
+from tests.support.rawupstream import RawConnection, RawRequest, RawUpstream
 
 BODY = bytes(range(256)) * 20  # 5120 bytes
 HEAD = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(BODY)

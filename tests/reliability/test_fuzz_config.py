@@ -169,7 +169,11 @@ def dsns(draw: st.DrawFn) -> str:
     user = draw(st.sampled_from(["app", "", "u@x", "us er", "a:b"]))
     host = draw(st.sampled_from(["db", "db:5432", "[::1]:5432", "db:x", "db:99999", "", "db/x"]))
     path = draw(st.sampled_from(["/app", "", "/app?sslmode=require", f"/app?password={MARK}", "/x://y", "/a b", "?x=1#f"]))
-    at = draw(st.sampled_from(["@", "@", "@@", ""]))
+    # A missing separator (a typo, an over-encoded "%40") is drawn only for a password without a
+    # raw "@": "postgresql://app:x@Pw9db/app" is a well-formed DSN whose password is "x" and whose
+    # host is "Pw9db" (asyncpg would connect there). Nothing in the text tells that host, or a
+    # path or query made of a password's tail, from a real one, so no masker can hide it.
+    at = draw(st.sampled_from(["@", "@@"] if "@" in pw else ["@", "@", "@@", ""]))
     return f"{scheme}://{user}:{pw}{at}{host}{path}" if scheme else f"{user}:{pw}{at}{host}{path}"
 
 
@@ -225,37 +229,6 @@ def environs(draw: st.DrawFn) -> dict[str, str]:
 
 # --------------------------------------------------------------------------- the property
 KNOWN_ROOTS = {*SECTIONS, "checks", "config"}
-# KNOWN BUGS, each pinned by a strict xfail below. Inputs of these shapes are left out of the leak
-# assertions so the fuzzer keeps looking for other leaks; drop a filter when its test XPASSes.
-# Secret.masked() hands every value holding "://" to mask_dsn, and
-#  A. a value that is not "scheme://..." with exactly one "://" goes to mask_dsn's free-text regex,
-#     which misses a password holding whitespace, or following a user name holding "@", or any
-#     secret without a "scheme://user:" in front (an admin token such as "a:b@c/x://y");
-#  B. a secret not followed by any "@" (an over-encoded "%40", a typo, a token "tok://...") has no
-#     userinfo to mask: the DSN is parsed as host:port and echoed whole, the token printed whole.
-_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
-
-
-def known_leak(value: str) -> bool:
-    at = value.find(MARK)
-    if at < 0 or "://" not in value:
-        return False
-    free_text = value.count("://") != 1 or not _SCHEME.match(value)
-    return free_text or "@" not in value[at:]
-
-
-def strings(value: Any) -> list[str]:
-    if isinstance(value, str):
-        return [value]
-    if isinstance(value, dict):
-        return [s for v in value.values() for s in strings(v)]
-    if isinstance(value, list):
-        return [s for v in value for s in strings(v)]
-    return []
-
-
-def has_known_leak(table: dict[str, Any], env: dict[str, str]) -> bool:
-    return any(known_leak(v) for v in [*strings(table), *env.values()])
 
 
 def leaked(output: str) -> bool:
@@ -281,7 +254,6 @@ def render_check_config(path: Path, env: dict[str, str]) -> tuple[int, str]:
 def verify(path: Path, table: dict[str, Any], env: dict[str, str]) -> None:
     note(f"file: {path.read_bytes()[:2000]!r}")
     note(f"environment: {env!r}")
-    check_leaks = not has_known_leak(table, env)
     try:
         config = load_config(path, env)
     except ConfigError as exc:
@@ -291,8 +263,7 @@ def verify(path: Path, table: dict[str, Any], env: dict[str, str]) -> None:
         assert "\n" not in message and "\r" not in message, repr(message)
         root = re.split(r"[.\[ ]", exc.key, maxsplit=1)[0]
         assert root in KNOWN_ROOTS or root in table, f"error names no known key: {message!r}"
-        if check_leaks:
-            assert not leaked(message), f"secret in the error: {message!r}"
+        assert not leaked(message), f"secret in the error: {message!r}"
         code, printed = render_check_config(path, env)
         assert code == cli.EXIT_CONFIG, printed
     else:
@@ -300,10 +271,9 @@ def verify(path: Path, table: dict[str, Any], env: dict[str, str]) -> None:
         public = json.dumps(to_public_dict(config), allow_nan=False, ensure_ascii=False)
         code, printed = render_check_config(path, env)
         assert code == cli.EXIT_OK, printed
-        if check_leaks:
-            assert not leaked(public), f"secret in to_public_dict: {around(public)}"
-            assert not leaked(printed), f"secret in check-config output: {around(printed)}"
-            assert not leaked(repr(config)), "secret in repr(config)"
+        assert not leaked(public), f"secret in to_public_dict: {around(public)}"
+        assert not leaked(printed), f"secret in check-config output: {around(printed)}"
+        assert not leaked(repr(config)), "secret in repr(config)"
 
 
 @pytest.fixture(scope="module")
@@ -356,8 +326,6 @@ def test_any_agent_environment_gives_a_config_or_a_config_error(workdir: Path, e
 @given(dsn=dsns())
 def test_a_dsn_never_prints_its_password(dsn: str) -> None:
     secret = Secret(dsn)
-    if known_leak(dsn):
-        return
     for shown in (secret.masked(), str(secret), repr(secret), f"{secret}"):
         assert not leaked(shown), f"{dsn!r} shown as {shown!r}"
 
@@ -376,6 +344,19 @@ def test_dsn_with_encoded_at_sign_never_prints_its_password(workdir: Path) -> No
     code, printed = render_check_config(path, {})
     assert code == cli.EXIT_CONFIG, printed
     assert not leaked(printed), printed
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="agent/config.py normalize_dsn quotes the text before '://' as the unsupported scheme: without a "
+    "scheme, that text is the user, the password and the host when the query holds '://'",
+)
+def test_dsn_without_a_scheme_never_prints_its_password_in_the_error(workdir: Path) -> None:
+    path = workdir / "empty.toml"
+    path.write_text("")
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, {"DATABASE_URL": f"app:{MARK}%40db/app?next=https://x"})
+    assert not leaked(str(caught.value)), str(caught.value)
 
 
 def test_admin_token_holding_a_scheme_separator_is_masked(workdir: Path) -> None:

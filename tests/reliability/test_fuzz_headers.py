@@ -25,8 +25,8 @@ from hypothesis import HealthCheck, event, given, note, settings
 from hypothesis import strategies as st
 
 from tests.corpus.harness import ECHO_PREFIX, AgentThread, UpstreamRequest, connect, send_and_read
-from tests.proxy.support import UUID4, parse_responses
 from tests.reliability.test_fuzz_ids import allowed_id, id_is_kept, near_valid_traceparents, w3c_trace_id
+from tests.support.responses import UUID4, parse_responses
 
 FUZZ = settings(
     derandomize=True,

@@ -32,7 +32,7 @@ from agent.proxy.listener import ClientConnection
 from agent.proxy.main import create_main_listener
 from agent.rules.ids import RequestIdRule, new_ids, parse_traceparent, parse_traceparent_text, resolve_ids_text
 from tests.corpus.harness import FakeTransport
-from tests.proxy.support import UUID4, parse_responses
+from tests.support.responses import UUID4, parse_responses
 
 FUZZ = settings(derandomize=True, database=None, max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

@@ -25,23 +25,12 @@ import asyncpg
 import pytest
 
 from tests.conftest import fast_checks
-from tests.reliability.support import (
-    HotStandby,
-    agent_backend_pids,
-    check_detail,
-    frozen_postmaster,
-    metric,
-    records,
-    runs,
-    scrape,
-    slowest_probe,
-    status_changes,
-    wait_check,
-    wait_until,
-)
 from tests.support.agent import AgentProcess
 from tests.support.faultproxy import FaultProxy
+from tests.support.pg_faults import HotStandby, agent_backend_pids, frozen_postmaster
+from tests.support.polling import wait_until
 from tests.support.postgres import PostgresServer
+from tests.support.reports import check_detail, metric, records, runs, scrape, slowest_probe, status_changes, wait_check
 
 INTERVAL_S, TIMEOUT_S, FAILURES = 0.3, 0.5, 2
 # From a fault to readiness 503: up to one interval (with jitter) before the next run, then

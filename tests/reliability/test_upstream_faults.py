@@ -3,7 +3,7 @@ fault proxy in the middle, with the real agent as a subprocess and the real upst
 
 Two fault proxies sit in front of the app: ``data`` carries the agent's proxied traffic
 (``upstream.url``) and ``check`` carries its ``upstream`` health check, so each proxy's counters
-are exact and a toxic hits the check only when a test says so. tests/proxy/test_upstream_faults.py
+are exact and a toxic hits the check only when a test says so. tests/proxy/test_misbehaving_upstream.py
 covers the same rows with a hand-written misbehaving server (13 malformed responses, byte-exact
 truncation); here the fault is produced on the wire between two real programs.
 
@@ -15,28 +15,22 @@ from __future__ import annotations
 
 import asyncio
 import gzip
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import psutil
 import pytest
 
 from tests.conftest import fast_checks
-from tests.proxy.support import SECURITY_HEADERS, UUID4, RawResponse, get, new_request_id, raw_exchange, request
-from tests.reliability.support import (
-    check_detail,
-    records,
-    slowest_probe,
-    upstream_errors,
-    wait_check,
-    wait_until,
-)
 from tests.support.agent import AgentProcess
 from tests.support.faultproxy import FaultProxy
+from tests.support.memory import RssSampler
+from tests.support.polling import wait_until
+from tests.support.rawhttp import get, new_request_id, raw_exchange, request
+from tests.support.reports import check_detail, records, slowest_probe, upstream_errors, wait_check
+from tests.support.responses import SECURITY_HEADERS, UUID4, RawResponse
 from tests.support.upstream import GZIP_PAYLOAD, UpstreamProcess
 
 MIB = 1024 * 1024
@@ -294,29 +288,6 @@ async def test_b5_malformed_response_is_502(proxied: Callable[..., Setup], name:
 
 
 # --------------------------------------------------------------------------- B6
-class RssSampler:
-    """Samples a process's RSS every 20 ms in a thread."""
-
-    def __init__(self, pid: int) -> None:
-        self.process = psutil.Process(pid)
-        self.baseline = self.process.memory_info().rss
-        self.peak = self.baseline
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.wait(0.02):
-            self.peak = max(self.peak, self.process.memory_info().rss)
-
-    def __enter__(self) -> RssSampler:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-
 async def read_at_least(reader: asyncio.StreamReader, n: int) -> int:
     got = 0
     while got < n:
@@ -393,7 +364,7 @@ async def test_b6_endless_response_to_a_client_that_stops_reading(proxied: Calla
     # agent, agent -> client): their kernel buffers, which loopback autotuning grows to tcp_rmem /
     # tcp_wmem's maximum, and the agent's own window.
     assert in_flight < 2 * (tcp_buffer_max("tcp_rmem") + tcp_buffer_max("tcp_wmem")) + 8 * MIB, in_flight / MIB
-    assert rss.peak - rss.baseline < 16 * MIB, f"agent RSS grew {(rss.peak - rss.baseline) / MIB:.1f} MiB"
+    assert rss.growth < 16 * MIB, f"agent RSS grew {rss.growth / MIB:.1f} MiB"
     assert s.data.wait_for(lambda: s.data.count("client_closed") == 1, timeout=2), s.data.events
     line = access_line(s.agent, ENDLESS_ID)
     assert line["aborted"] is True and line["status"] == 200 and line["bytes_sent"] > 32 * MIB
@@ -468,7 +439,7 @@ async def test_b8_gzip_passes_byte_for_byte_through_tiny_segments(proxied: Calla
     assert b"\r\ncontent-encoding: gzip\r\n" in head.lower()
     seen = response.json()  # the test app inflates it itself (aiohttp's server default)
     assert seen["content_encoding"] == "gzip" and seen["bytes"] == 10 * MIB
-    assert rss.peak - rss.baseline < 8 * MIB
+    assert rss.growth < 8 * MIB
 
     s.data.capture()
     response = await get(s.agent.port, "/gzip", headers=[("Accept-Encoding", "gzip")], timeout=10)

@@ -16,17 +16,8 @@ import yaml
 
 from agent import __version__
 from agent.config import CHECK_TYPES, SECTIONS
-from tests.ship.support import (
-    CHART,
-    KUBERNETES_VERSION,
-    agent_toml,
-    by_kind,
-    check_config,
-    containers_by_name,
-    manifests,
-    one,
-    render,
-)
+from tests.support.chart import CHART, KUBERNETES_VERSION, agent_toml, by_kind, containers_by_name, manifests, one, render
+from tests.support.console_script import check_config
 
 DB_SECRET = {"database": {"existingSecret": "tracker-db", "secretKey": "url"}}
 VARIATIONS: dict[str, dict[str, Any]] = {

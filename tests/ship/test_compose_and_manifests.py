@@ -13,18 +13,12 @@ import yaml
 
 from agent import __version__
 from agent.config import load_config
-from tests.ship.support import (
-    KUBERNETES_VERSION,
-    ROOT,
-    agent_toml,
-    check_config,
-    containers_by_name,
-    manifests,
-    one,
-)
+from tests.support import REPO_ROOT
+from tests.support.chart import KUBERNETES_VERSION, agent_toml, containers_by_name, manifests, one
+from tests.support.console_script import check_config
 
-COMPOSE = ROOT / "docker-compose.yml"
-PLAIN = ROOT / "deploy" / "kubernetes" / "tracker.yaml"
+COMPOSE = REPO_ROOT / "docker-compose.yml"
+PLAIN = REPO_ROOT / "deploy" / "kubernetes" / "tracker.yaml"
 DSN = "postgresql://tracker:pw@db.internal:5432/tracker"
 
 
@@ -42,7 +36,7 @@ def test_compose_has_the_seed_layout(compose: dict[str, Any]):
     agent = services["agent"]
     assert agent["depends_on"]["postgres"] == {"condition": "service_healthy"}
     assert "api" in agent["depends_on"]
-    assert agent["build"] == "." and (ROOT / "Dockerfile").is_file()
+    assert agent["build"] == "." and (REPO_ROOT / "Dockerfile").is_file()
     assert agent["image"] == f"sidecar-agent:{__version__}"
     # Clients reach the API only through the agent.
     assert "ports" not in services["api"]
@@ -54,7 +48,7 @@ def test_compose_agent_environment_is_a_valid_config(compose: dict[str, Any]):
     services = compose["services"]
     env = {k: str(v) for k, v in services["agent"]["environment"].items()}
     # The image's baked config is the built-in defaults; the environment does the rest.
-    config = load_config(ROOT / "deploy" / "docker" / "agent.toml", env)
+    config = load_config(REPO_ROOT / "deploy" / "docker" / "agent.toml", env)
     upstream = urlsplit(config.upstream.url)
     assert upstream.hostname == "api"
     assert f"{upstream.port}" in " ".join(services["api"]["command"])

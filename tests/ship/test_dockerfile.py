@@ -10,11 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.ship.support import ROOT, Instruction, Stage, check_config, console_script_env, parse_dockerfile
+from tests.support import REPO_ROOT
 from tests.support.agent import to_toml
+from tests.support.console_script import check_config, console_script_env
+from tests.support.dockerfile import Instruction, Stage, parse_dockerfile
 from tests.support.net import free_port
 
-DOCKERFILE = ROOT / "Dockerfile"
+DOCKERFILE = REPO_ROOT / "Dockerfile"
 IMAGE_CONFIG_PATH = "/etc/sidecar-agent/agent.toml"
 
 
@@ -85,20 +87,20 @@ def test_dockerignore_lets_through_exactly_what_the_build_copies():
             parts = instruction.args.split()
             if not parts[0].startswith("--from="):
                 sources.extend(parts[:-1])
-    ignore = (ROOT / ".dockerignore").read_text().splitlines()
+    ignore = (REPO_ROOT / ".dockerignore").read_text().splitlines()
     allowed = {line[1:].rstrip("/") for line in ignore if line.startswith("!")}
     assert "*" in ignore, "allow-list style: everything else stays out of the build context"
     assert {s.rstrip("/") for s in sources} <= allowed
-    assert all((ROOT / s).exists() for s in sources)
+    assert all((REPO_ROOT / s).exists() for s in sources)
 
 
 def test_baked_default_config_is_valid(tmp_path: Path):
-    effective = check_config((ROOT / "deploy/docker/agent.toml").read_text(), tmp_path)
+    effective = check_config((REPO_ROOT / "deploy/docker/agent.toml").read_text(), tmp_path)
     assert effective["server"]["listen"] == "0.0.0.0:8000"
     assert effective["admin"]["listen"] == "0.0.0.0:9464"
     assert set(effective["checks"]) == {"upstream", "disk"}
     with_db = check_config(
-        (ROOT / "deploy/docker/agent.toml").read_text(), tmp_path, {"DATABASE_URL": "postgresql://u:p@db:5432/app"}
+        (REPO_ROOT / "deploy/docker/agent.toml").read_text(), tmp_path, {"DATABASE_URL": "postgresql://u:p@db:5432/app"}
     )
     assert with_db["checks"]["database"]["type"] == "postgres"
 

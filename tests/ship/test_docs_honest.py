@@ -1,6 +1,6 @@
 """The docs name only things that exist: commands, config keys, AGENT_* variables, chart values;
-and their TOML, YAML and Kubernetes examples are accepted by the agent, the chart and the
-Kubernetes schemas. (tests/test_docs.py covers agent.toml.example and the README's commands.)"""
+their TOML, YAML and Kubernetes examples are accepted by the agent, the chart and the Kubernetes
+schemas; agent.toml.example shows every key and is a valid config; the README shows every command."""
 
 from __future__ import annotations
 
@@ -17,13 +17,15 @@ import yaml
 
 from agent.cli import _parser
 from agent.config import CHECK_TYPES, DEFAULT_CHECKS, SECTIONS, CommonCheckKeys, ConfigError, build_config, load_config
-from tests.ship.support import CHART, KUBERNETES_VERSION, ROOT, render
+from tests.support import REPO_ROOT
+from tests.support.chart import CHART, KUBERNETES_VERSION, render
 
-DOCS = sorted((ROOT / "docs").glob("*.md"))
+DOCS = sorted((REPO_ROOT / "docs").glob("*.md"))
+EXAMPLE = REPO_ROOT / "agent.toml.example"
 CHART_README = CHART / "README.md"
 SHIPPING_DOCS = [*DOCS, CHART_README]
-ALL_DOCS = [*SHIPPING_DOCS, ROOT / "README.md"]
-EMPTY_CONFIG = ROOT / "deploy" / "docker" / "agent.toml"
+ALL_DOCS = [*SHIPPING_DOCS, REPO_ROOT / "README.md"]
+EMPTY_CONFIG = REPO_ROOT / "deploy" / "docker" / "agent.toml"
 FILE_SUFFIXES = {"toml", "yaml", "yml", "json", "md", "txt", "py", "sock", "example", "tpl", "io", "com"}
 
 SECTION_KEYS = {name: {f.name for f in dataclasses.fields(cls) if f.metadata} for name, cls in SECTIONS.items()}
@@ -56,14 +58,54 @@ def shell_commands(body: str) -> list[list[str]]:
     return found
 
 
+def documented_keys() -> set[str]:
+    """Keys set or shown (commented out) in the example, as ``section.key`` / ``checks.*.key``."""
+    keys = set()
+    section = ""
+    for raw in EXAMPLE.read_text().splitlines():
+        line = raw.lstrip("# ").strip()
+        if match := re.fullmatch(r"\[([\w.-]+)\]", line):
+            section = match.group(1)
+            if section.startswith("checks."):
+                section = "checks.*"
+        elif match := re.match(r"([A-Za-z_][\w-]*)\s*=", line):
+            keys.add(f"{section}.{match.group(1)}")
+    return keys
+
+
+def test_example_documents_every_key():
+    documented = documented_keys()
+    keys = [f"{name}.{key}" for name, section_keys in SECTION_KEYS.items() for key in sorted(section_keys)]
+    keys += [f"checks.*.{key}" for key in sorted(CHECK_KEYS)]
+    assert [key for key in keys if key not in documented] == []
+
+
+def test_example_is_valid():
+    config = load_config(EXAMPLE, {"DATABASE_URL": "postgresql://agent:pw@127.0.0.1:5432/app"})
+    assert {c.name for c in config.checks} >= {"database", "upstream", "disk"}
+    assert tomllib.loads(EXAMPLE.read_text())["server"]["listen"] == "0.0.0.0:8000"
+
+
+def test_readme_names_every_command_and_no_other():
+    readme = (REPO_ROOT / "README.md").read_text()
+    commands = set(_parser()._subparsers._group_actions[0].choices)  # type: ignore[union-attr]
+    named = set(re.findall(r"sidecar-agent (\w[\w-]*)", readme))
+    assert named - commands == set()
+    assert commands - named == set()
+
+
+def test_readme_test_script_exists():
+    assert (REPO_ROOT / "scripts" / "test.sh").exists() and "./scripts/test.sh" in (REPO_ROOT / "README.md").read_text()
+
+
 def test_the_docs_exist_and_link_each_other():
     names = {p.name for p in DOCS}
     assert {"PRODUCTION.md", "DEPLOYMENT.md"} <= names
-    assert "DEPLOYMENT.md" in (ROOT / "docs" / "PRODUCTION.md").read_text()
-    assert "PRODUCTION.md" in (ROOT / "docs" / "DEPLOYMENT.md").read_text()
+    assert "DEPLOYMENT.md" in (REPO_ROOT / "docs" / "PRODUCTION.md").read_text()
+    assert "PRODUCTION.md" in (REPO_ROOT / "docs" / "DEPLOYMENT.md").read_text()
 
 
-@pytest.mark.parametrize("path", ALL_DOCS, ids=lambda p: str(p.relative_to(ROOT)))
+@pytest.mark.parametrize("path", ALL_DOCS, ids=lambda p: str(p.relative_to(REPO_ROOT)))
 def test_commands_shown_exist(path: Path):
     text = path.read_text()
     commands = set(_parser()._subparsers._group_actions[0].choices)  # type: ignore[union-attr]
@@ -77,7 +119,7 @@ def test_commands_shown_exist(path: Path):
             if not argv:
                 continue
             if path.name == "README.md" and argv[0] not in commands:
-                continue  # the README shows placeholders in prose tables, checked by tests/test_docs.py
+                continue  # the README's names are checked by test_readme_names_every_command_and_no_other
             try:
                 _parser().parse_args(argv)
             except SystemExit:
@@ -88,7 +130,7 @@ def agent_variables(text: str) -> set[str]:
     return set(re.findall(r"\bAGENT_[A-Z0-9_]+", text))
 
 
-@pytest.mark.parametrize("path", SHIPPING_DOCS, ids=lambda p: str(p.relative_to(ROOT)))
+@pytest.mark.parametrize("path", SHIPPING_DOCS, ids=lambda p: str(p.relative_to(REPO_ROOT)))
 def test_agent_variables_name_real_keys(path: Path):
     for name in sorted(agent_variables(path.read_text()) - {"AGENT_CONFIG"}):
         rest = name[len("AGENT_") :].lower()
@@ -123,7 +165,7 @@ def values_key_exists(parts: list[str]) -> bool:
     return True
 
 
-@pytest.mark.parametrize("path", ALL_DOCS, ids=lambda p: str(p.relative_to(ROOT)))
+@pytest.mark.parametrize("path", ALL_DOCS, ids=lambda p: str(p.relative_to(REPO_ROOT)))
 def test_dotted_keys_exist(path: Path):
     """`server.drain_delay_s` is an agent config key; `agent.config.server.drain_delay_s`,
     `serviceMonitor.enabled` are chart values. Either must exist."""
@@ -141,14 +183,22 @@ def test_dotted_keys_exist(path: Path):
         assert checked > 5
 
 
-@pytest.mark.parametrize("path", SHIPPING_DOCS, ids=lambda p: str(p.relative_to(ROOT)))
+# Docs that show their configuration as an agent.toml excerpt, for the reader to copy.
+DOCS_WITH_TOML = {"PRODUCTION.md"}
+
+
+@pytest.mark.parametrize("path", ALL_DOCS, ids=lambda p: str(p.relative_to(REPO_ROOT)))
 def test_toml_examples_are_valid_config(path: Path):
-    for language, body in fenced_blocks(path.read_text()):
-        if language == "toml":
-            build_config(tomllib.loads(body), {"DATABASE_URL": "postgresql://u:p@db:5432/app"}, "docs")
+    blocks = [body for language, body in fenced_blocks(path.read_text()) if language == "toml"]
+    if path.name in DOCS_WITH_TOML:
+        assert blocks, f"{path.name}: no TOML config block"
+    for body in blocks:
+        table = tomllib.loads(body)
+        assert table, f"{path.name}: an empty TOML block"
+        build_config(table, {"DATABASE_URL": "postgresql://u:p@db:5432/app"}, "docs")
 
 
-@pytest.mark.parametrize("path", SHIPPING_DOCS, ids=lambda p: str(p.relative_to(ROOT)))
+@pytest.mark.parametrize("path", SHIPPING_DOCS, ids=lambda p: str(p.relative_to(REPO_ROOT)))
 def test_yaml_examples_are_valid(path: Path):
     """Kubernetes objects validate against the schemas; chart values files render."""
     for language, body in fenced_blocks(path.read_text()):
@@ -165,7 +215,7 @@ def test_yaml_examples_are_valid(path: Path):
 
 
 def test_production_checklist_covers_the_seed():
-    text = (ROOT / "docs" / "PRODUCTION.md").read_text()
+    text = (REPO_ROOT / "docs" / "PRODUCTION.md").read_text()
     checklist = text[text.index("## Deployment checklist") :]
     items = re.findall(r"^- \[ \] (.+(?:\n {6}.+)*)", checklist, re.MULTILINE)
     assert len(items) >= 11

@@ -14,8 +14,8 @@ import signal
 import pytest
 
 from tests.conftest import fast_checks
-from tests.status.devtools import CHROMIUM, Chromium
-from tests.status.support import TOKEN
+from tests.support.browser import CHROMIUM, Chromium
+from tests.support.inprocess import ADMIN_TOKEN
 
 pytestmark = [
     pytest.mark.slow,
@@ -30,7 +30,7 @@ UNKNOWN_FEATURE = "Error with Permissions-Policy header: Unrecognized feature"
 
 async def test_status_page_follows_a_database_outage(agent_factory, running_pg, healthy_upstream, tmp_path):
     config = fast_checks(healthy_upstream.url, running_pg.dsn)
-    config["admin"] = {"token": TOKEN}
+    config["admin"] = {"token": ADMIN_TOKEN}
     config["server"] = {"drain_delay_s": 3.0, "shutdown_timeout_s": 2.0}  # long enough to see the drain
     agent = agent_factory(config)
     agent.wait_for("/health/ready", 200, timeout=15)
@@ -38,7 +38,7 @@ async def test_status_page_follows_a_database_outage(agent_factory, running_pg, 
 
     async with Chromium(shots) as browser:
         page = await browser.new_page(width=1200, height=800)
-        await page.goto(f"{agent.admin_url}/status?token={TOKEN}")
+        await page.goto(f"{agent.admin_url}/status?token={ADMIN_TOKEN}")
         await page.wait_for("location.search", "", timeout=10)  # the 303 dropped the token from the URL
         await page.wait_for(ROW_STATUS.format(name="database"), "pass", timeout=15)
         await page.wait_for(ROW_STATUS.format(name="upstream"), "pass", timeout=5)

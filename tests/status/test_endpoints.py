@@ -10,9 +10,10 @@ from agent.admin.status.page import STATUS_CSP
 from agent.app import create_monitor
 from agent.checks.base import failed
 from agent.config import ConfigError
-from tests.status.support import TOKEN, make_config, wait_until
+from tests.support.inprocess import ADMIN_TOKEN, scripted_config
+from tests.support.polling import async_wait_until
 
-BEARER = {"Authorization": f"Bearer {TOKEN}"}
+BEARER = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 
 
 class Document(HTMLParser):
@@ -39,7 +40,7 @@ class Document(HTMLParser):
 async def test_history_serves_runs_transitions_and_current_state(make_agent, results):
     agent = await make_agent()
     results["database"] = failed("connection refused")
-    await wait_until(lambda: agent.monitor.snapshot.check("database").status == "fail")
+    assert await async_wait_until(lambda: agent.monitor.snapshot.check("database").status == "fail")
     response = await agent.admin.get("/health/history")
     assert response.status == 200  # always 200: the page reads it while checks fail
     assert response.headers["Content-Type"] == "application/json"
@@ -60,15 +61,15 @@ async def test_history_serves_runs_transitions_and_current_state(make_agent, res
 
 async def test_history_is_bounded_by_config(make_agent):
     agent = await make_agent(health={"history_size": 3, "interval_s": 0.01})
-    await wait_until(lambda: agent.monitor.snapshot.check("database").runs > 10)
+    assert await async_wait_until(lambda: agent.monitor.snapshot.check("database").runs > 10)
     body = await (await agent.admin.get("/health/history")).json()
     assert len(body["checks"]["database"]["runs"]) == 3
 
 
 def test_history_size_config():
-    assert create_monitor(make_config(health={"history_size": 7})).history.size == 7
+    assert create_monitor(scripted_config(health={"history_size": 7})).history.size == 7
     with pytest.raises(ConfigError, match=r"health\.history_size: must be > 0"):
-        make_config(health={"history_size": 0})
+        scripted_config(health={"history_size": 0})
 
 
 async def test_status_page_is_self_contained_under_its_csp(make_agent):
@@ -109,7 +110,7 @@ async def test_main_listener_has_no_status_page(make_agent):
 
 
 async def test_token_gates_page_history_and_admin_not_probes_or_metrics(make_agent):
-    agent = await make_agent(admin={"token": TOKEN})
+    agent = await make_agent(admin={"token": ADMIN_TOKEN})
     admin = agent.admin
     for method, path in (
         ("GET", "/status"),
@@ -119,7 +120,7 @@ async def test_token_gates_page_history_and_admin_not_probes_or_metrics(make_age
         ("POST", "/admin/drain"),
         ("POST", "/admin/undrain"),
     ):
-        for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": TOKEN}):
+        for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": ADMIN_TOKEN}):
             response = await admin.request(method, path, headers=headers)
             assert response.status == 401, (method, path, headers)
             assert response.headers["WWW-Authenticate"].startswith("Bearer")
@@ -132,16 +133,16 @@ async def test_token_gates_page_history_and_admin_not_probes_or_metrics(make_age
 
 
 async def test_browser_login_sets_a_strict_cookie_that_is_not_the_token(make_agent):
-    agent = await make_agent(admin={"token": TOKEN})
+    agent = await make_agent(admin={"token": ADMIN_TOKEN})
     admin = agent.admin
     assert (await admin.get("/status", params={"token": "wrong"}, allow_redirects=False)).status == 401
-    login = await admin.get("/status", params={"token": TOKEN}, allow_redirects=False)
+    login = await admin.get("/status", params={"token": ADMIN_TOKEN}, allow_redirects=False)
     assert login.status == 303 and login.headers["Location"] == "status"
     set_cookie = login.headers["Set-Cookie"]
     assert set_cookie.startswith("agent_admin=") and "HttpOnly" in set_cookie and "SameSite=Strict" in set_cookie
     value = login.cookies["agent_admin"].value
     admin.session.cookie_jar.clear()  # each request below says which cookie it sends
-    assert TOKEN not in set_cookie and len(value) == 64
+    assert ADMIN_TOKEN not in set_cookie and len(value) == 64
     cookie = {"Cookie": f"agent_admin={value}"}
     assert (await admin.get("/status", headers=cookie)).status == 200
     assert (await admin.get("/status/app.js", headers=cookie)).status == 200
@@ -149,14 +150,14 @@ async def test_browser_login_sets_a_strict_cookie_that_is_not_the_token(make_age
     details = await (await admin.get("/health", headers=cookie)).json()
     assert details["checks"]["cache"]["message"], "the cookie gives full details on /health too"
     assert (await admin.get("/status", headers={"Cookie": "agent_admin=" + "0" * 64})).status == 401
-    assert (await admin.get("/status", headers={"Cookie": f"agent_admin={TOKEN}"})).status == 401
+    assert (await admin.get("/status", headers={"Cookie": f"agent_admin={ADMIN_TOKEN}"})).status == 401
 
 
 async def test_cookie_posts_need_a_same_origin_origin(make_agent):
     """Cookies are not scoped by port: a page on another localhost port must not drain the agent."""
-    agent = await make_agent(admin={"token": TOKEN})
+    agent = await make_agent(admin={"token": ADMIN_TOKEN})
     admin = agent.admin
-    login = await admin.get("/status", params={"token": TOKEN}, allow_redirects=False)
+    login = await admin.get("/status", params={"token": ADMIN_TOKEN}, allow_redirects=False)
     cookie = f"agent_admin={login.cookies['agent_admin'].value}"
     admin.session.cookie_jar.clear()
     own = str(admin.make_url("")).rstrip("/")

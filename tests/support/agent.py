@@ -12,9 +12,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from tests.support import REPO_ROOT
 from tests.support.net import free_port
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def to_toml(table: dict[str, Any], prefix: str = "") -> str:
@@ -41,6 +40,20 @@ def _toml_value(value: Any) -> str:
     if isinstance(value, (list, tuple)):
         return "[" + ", ".join(_toml_value(v) for v in value) + "]"
     raise TypeError(type(value))
+
+
+def proxy_config(upstream_url: str, **sections: dict[str, Any]) -> dict[str, Any]:
+    """An agent config for proxy tests: no background checks (nothing but the test talks to the
+    upstream, so its request counter is exact), a short drain, extra sections merged in."""
+    config: dict[str, Any] = {
+        "server": {"drain_delay_s": 0.1, "shutdown_timeout_s": 2.0},
+        "upstream": {"url": upstream_url},
+        "health": {"interval_s": 0.5, "timeout_s": 0.5},
+        "checks": {"upstream": {"enabled": False}, "disk": {"enabled": False}},
+    }
+    for name, values in sections.items():
+        config[name] = {**config.get(name, {}), **values}
+    return config
 
 
 class Response:
@@ -155,9 +168,10 @@ class AgentProcess:
         return out + err
 
     def log_records(self) -> list[dict[str, Any]]:
-        """Every stdout line parsed as JSON (a line that is not JSON fails the test)."""
-        text = self.stdout_path.read_text() if self.stdout_path.exists() else ""
-        return [json.loads(line) for line in text.splitlines() if line.strip()]
+        """Every stdout line parsed as JSON (a line that is not JSON fails the test), split on
+        ``\n`` only, as a log shipper splits them: a CR or U+2028 in a value must not cut a line."""
+        data = self.stdout_path.read_bytes() if self.stdout_path.exists() else b""
+        return [json.loads(line) for line in data.split(b"\n") if line.strip()]
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:

@@ -29,10 +29,11 @@ import signal
 import stat
 import subprocess
 import tempfile
+import threading
 import urllib.parse
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Iterator, Sequence
 
 from tests.support.net import free_port
 
@@ -124,6 +125,56 @@ def _signal(pid: int, sig: signal.Signals) -> None:
 def _sql_literal(value: str) -> str:
     """Quote ``value`` as a standard-conforming SQL string literal."""
     return "'" + value.replace("'", "''") + "'"
+
+
+def run_as_postgres(
+    args: Sequence[str], *, input_text: str | None = None, timeout: float = 60, cwd: Path = Path("/")
+) -> subprocess.CompletedProcess[str]:
+    """Run a PostgreSQL program as the ``postgres`` OS user when root (the server refuses to run
+    as root), without inherited PG* settings, in the C locale; never raises on its exit status."""
+    cmd = ["runuser", "-u", OS_USER, "--", *args] if os.geteuid() == 0 else list(args)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PG")} | {"LC_ALL": "C", "LANG": "C"}
+    return subprocess.run(
+        cmd,
+        input=input_text,
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=env,
+        timeout=timeout,
+        check=False,
+        stdin=None if input_text is not None else subprocess.DEVNULL,
+    )
+
+
+@contextlib.contextmanager
+def keep_traversable(directory: Path, period_s: float = 0.01) -> Iterator[None]:
+    """While inside, keep o+x (search permission) on ``directory``: a thread puts it back every
+    ``period_s`` if something removed it. Only when running as root (PostgreSQL then runs as the
+    ``postgres`` user and must traverse it)."""
+    if os.geteuid() != 0:
+        yield
+        return
+    stop = threading.Event()
+
+    def fix() -> None:
+        with contextlib.suppress(OSError):
+            mode = directory.stat().st_mode
+            if not mode & stat.S_IXOTH:
+                os.chmod(directory, stat.S_IMODE(mode) | stat.S_IXOTH)
+
+    def keep() -> None:
+        while not stop.wait(period_s):
+            fix()
+
+    fix()
+    thread = threading.Thread(target=keep, name="keep-traversable", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
 
 
 class PostgresServer:
@@ -250,6 +301,19 @@ class PostgresServer:
         )
         return result.returncode == 0
 
+    def postmaster_pid(self) -> int | None:
+        """Pid from the first line of ``postmaster.pid`` if that process lives."""
+        try:
+            first = (self.data_dir / "postmaster.pid").read_text().splitlines()[0]
+            pid = int(first.strip())
+        except (FileNotFoundError, IndexError, ValueError):
+            return None
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return None
+        return pid
+
     def close(self) -> None:
         """Resume if hung, then stop (``fast``, falling back to ``immediate``).
 
@@ -283,7 +347,7 @@ class PostgresServer:
         New connections then stall (the kernel still accepts TCP, but nobody
         answers).  Raises ``RuntimeError`` if the server is not running.
         """
-        pid = self._postmaster_pid()
+        pid = self.postmaster_pid()
         if pid is None:
             raise RuntimeError("cannot hang: server is not running")
         _signal(pid, signal.SIGSTOP)
@@ -392,13 +456,6 @@ class PostgresServer:
     def _bin(self, name: str) -> str:
         return str(self._bin_dir / name)
 
-    def _env(self) -> dict[str, str]:
-        """Child environment: no inherited PG* settings, C locale."""
-        env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
-        env["LC_ALL"] = "C"
-        env["LANG"] = "C"
-        return env
-
     def _run(
         self,
         args: Sequence[str],
@@ -407,21 +464,9 @@ class PostgresServer:
         check: bool = True,
         timeout: float = 60,
     ) -> subprocess.CompletedProcess[str]:
-        """Run a PostgreSQL command, as the ``postgres`` OS user when root."""
-        cmd = list(args)
-        if self._as_postgres:
-            cmd = ["runuser", "-u", OS_USER, "--", *cmd]
-        result = subprocess.run(
-            cmd,
-            input=input_text,
-            capture_output=True,
-            text=True,
-            cwd=self._base_dir if self._base_dir.is_dir() else "/",
-            env=self._env(),
-            timeout=timeout,
-            check=False,
-            stdin=None if input_text is not None else subprocess.DEVNULL,
-        )
+        """Run a PostgreSQL command (``run_as_postgres``) from the base directory."""
+        cwd = self._base_dir if self._base_dir.is_dir() else Path("/")
+        result = run_as_postgres(args, input_text=input_text, timeout=timeout, cwd=cwd)
         if check and result.returncode != 0:
             raise RuntimeError(f"{' '.join(args)} failed ({result.returncode}): {result.stdout}{result.stderr}")
         return result
@@ -539,19 +584,6 @@ class PostgresServer:
         has_db = self.psql(f"SELECT 1 FROM pg_database WHERE datname = {_sql_literal(DB_NAME)}")
         if not has_db.strip():
             self.psql(f"CREATE DATABASE {DB_NAME} OWNER {ROLE_NAME}")
-
-    def _postmaster_pid(self) -> int | None:
-        """Pid from the first line of ``postmaster.pid`` if that process lives."""
-        try:
-            first = (self.data_dir / "postmaster.pid").read_text().splitlines()[0]
-            pid = int(first.strip())
-        except (FileNotFoundError, IndexError, ValueError):
-            return None
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return None
-        return pid
 
     def _log_tail(self) -> str:
         """Last few KB of ``server.log`` (empty string if missing)."""

@@ -55,17 +55,17 @@ import time
 import urllib.request
 import uuid
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from aiohttp import web
+
+from tests.support import REPO_ROOT
 
 MODES = ("healthy", "failing", "slow")
 DEFAULT_DELAY_S = 5.0
 CHUNK_SIZE = 64 * 1024
 READY_TIMEOUT_S = 10.0
 STOP_GRACE_S = 5.0
-REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 @dataclass

@@ -6,7 +6,7 @@ import logging
 import signal
 
 from tests.conftest import fast_checks
-from tests.status.support import TOKEN
+from tests.support.inprocess import ADMIN_TOKEN
 
 
 async def ready_status(agent) -> tuple[int, dict]:
@@ -44,7 +44,7 @@ async def test_drain_and_undrain_flip_readiness_on_the_main_listener(make_agent,
 
 
 async def test_other_methods_are_405(make_agent):
-    agent = await make_agent(admin={"token": TOKEN})
+    agent = await make_agent(admin={"token": ADMIN_TOKEN})
     for path in ("/admin/drain", "/admin/undrain"):
         for method in ("GET", "PUT", "DELETE", "PATCH"):
             response = await agent.admin.request(method, path)
@@ -81,10 +81,10 @@ def test_real_agent_drain_then_sigterm(agent_factory, healthy_upstream):
     """The subprocess agent: drain and undrain by hand, then SIGTERM, after which undrain is 409."""
     config = fast_checks(healthy_upstream.url)
     config["server"] = {"drain_delay_s": 3.0, "shutdown_timeout_s": 2.0}
-    config["admin"] = {"token": TOKEN}
+    config["admin"] = {"token": ADMIN_TOKEN}
     agent = agent_factory(config)
     agent.wait_for("/health/ready", 200, timeout=10)
-    bearer = {"Authorization": f"Bearer {TOKEN}"}
+    bearer = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
     assert agent.get("/admin/drain", admin=True, method="POST").status == 401
     assert agent.get("/admin/drain", admin=True, method="POST", headers=bearer).status == 200
     assert agent.get("/health/ready").status == 503

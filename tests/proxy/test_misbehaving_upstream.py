@@ -13,17 +13,11 @@ import asyncio
 
 import pytest
 
-from tests.proxy.support import (
-    SECURITY_HEADERS,
-    UUID4,
-    RawConnection,
-    RawRequest,
-    async_wait_until,
-    get,
-    raw_exchange,
-    request,
-    wait_for_log,
-)
+from tests.support.polling import async_wait_until
+from tests.support.rawhttp import get, raw_exchange, request
+from tests.support.rawupstream import RawConnection, RawRequest
+from tests.support.reports import wait_for_log
+from tests.support.responses import SECURITY_HEADERS, UUID4
 
 
 def route(raw_upstream, path: str):
@@ -53,9 +47,7 @@ async def test_upstream_closes_mid_body_with_content_length(raw_agent, raw_upstr
     assert response.header("Content-Length") == "100"
     assert response.body == b"0123456789"
     assert not response.complete  # fewer bytes than announced, then the close
-    records = wait_for_log(
-        raw_agent.stdout_path, lambda r: r.get("path") == "/trunc-cl" and r.get("message") == "request completed"
-    )
+    records = wait_for_log(raw_agent, lambda r: r.get("path") == "/trunc-cl" and r.get("message") == "request completed")
     assert records and records[0].get("aborted") is True
 
 
@@ -139,7 +131,7 @@ async def test_malformed_upstream_response_is_502(raw_agent, raw_upstream, name)
     assert body["error_code"] == "UPSTREAM_UNAVAILABLE" and UUID4.match(body["error_id"])
     assert all(h in response.names() for h in SECURITY_HEADERS)
     assert b"garbage" not in response.body and b"SSH" not in response.body
-    assert wait_for_log(raw_agent.stdout_path, lambda r: r.get("error_id") == body["error_id"])
+    assert wait_for_log(raw_agent, lambda r: r.get("error_id") == body["error_id"])
 
 
 async def test_bad_chunk_from_upstream_never_looks_like_a_complete_response(raw_agent, raw_upstream):

@@ -6,68 +6,22 @@ import asyncio
 
 import pytest
 
-from contextlib import AsyncExitStack
-
-from tests.support.inprocess import in_process_agent
-from agent.checks.base import CheckResult, Status, failed, passed
-from agent.config import build_config
+from agent.checks.base import CheckResult, Status, failed
 from agent.health.monitor import Monitor, ScheduledCheck
+from agent.health.render import ready_body, startup_body
 from agent.secrets import Redactor
-
-TOKEN = "s3cret-admin-token"
-
-
-def make_monitor(config, results: dict[str, CheckResult]) -> Monitor:
-    scheduled = []
-    for check_config in config.checks:
-
-        async def check(name=check_config.name) -> CheckResult:
-            return results[name]
-
-        scheduled.append(ScheduledCheck(check_config, check))
-    return Monitor(scheduled, Redactor(config.secrets()), max_loop_lag_s=1.0, default_interval_s=0.1)
-
-
-def make_config(**overrides):
-    table = {
-        "health": {"interval_s": 0.05, "failure_threshold": 1},
-        "checks": {
-            "upstream": {"enabled": False},
-            "disk": {"enabled": False},
-            "database": {"type": "tcp", "port": 5432, "critical": True},
-            "cache": {"type": "tcp", "port": 6379, "critical": False},
-        },
-    }
-    for section, values in overrides.items():
-        table.setdefault(section, {}).update(values)
-    return build_config(table, {}, "test")
+from tests.support.inprocess import ADMIN_TOKEN, scripted_config
 
 
 @pytest.fixture
-def results():
-    return {
-        "database": passed(server_version="15.18", in_recovery=False, connections_used_ratio=0.1),
-        "cache": failed("connection refused to redis://:hunter2@cache:6379"),
-    }
+def clients(make_agent):
+    """``await clients(**overrides)`` -> (main listener session, admin client, monitor)."""
 
+    async def make(**overrides):
+        agent = await make_agent(**overrides)
+        return agent.main, agent.admin, agent.monitor
 
-@pytest.fixture
-async def clients(aiohttp_client, results):
-    async with AsyncExitStack() as stack:
-
-        async def make(**overrides):
-            config = make_config(**overrides)
-            monitor = make_monitor(config, results)
-            running = await stack.enter_async_context(
-                in_process_agent(config, aiohttp_client, monitor=monitor, start_monitor=True)
-            )
-            for _ in range(100):
-                if monitor.snapshot.started and all(c.runs for c in monitor.snapshot.checks):
-                    break
-                await asyncio.sleep(0.01)
-            return running.main, running.admin, monitor
-
-        yield make
+    return make
 
 
 async def test_probe_bodies_and_headers(clients):
@@ -150,12 +104,12 @@ async def test_admin_full_details_and_health_json(clients):
 
 
 async def test_admin_token_gates_details_not_probes(clients):
-    _, admin, _ = await clients(admin={"token": TOKEN})
+    _, admin, _ = await clients(admin={"token": ADMIN_TOKEN})
     anonymous = await (await admin.get("/health")).json()
     assert "message" not in anonymous["checks"]["cache"]
     wrong = await (await admin.get("/health", headers={"Authorization": "Bearer nope"})).json()
     assert "message" not in wrong["checks"]["cache"]
-    authorized = await (await admin.get("/health", headers={"Authorization": f"Bearer {TOKEN}"})).json()
+    authorized = await (await admin.get("/health", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})).json()
     assert authorized["checks"]["cache"]["message"]
     assert (await admin.get("/health/ready")).status == 200
 
@@ -170,15 +124,13 @@ async def test_draining_flips_ready_only(clients):
 
 
 async def test_pending_checks_fail_closed():
-    config = make_config()
+    config = scripted_config()
 
     async def never() -> CheckResult:
         await asyncio.sleep(3600)
         raise AssertionError
 
     monitor = Monitor([ScheduledCheck(c, never) for c in config.checks], Redactor([]), max_loop_lag_s=1.0, default_interval_s=1.0)
-    from agent.health.render import ready_body, startup_body
-
     assert startup_body(monitor.snapshot) == (503, b'{"status":"starting","pending":["database"]}')
     code, body = ready_body(monitor.snapshot, False)
     assert code == 503 and b'"failing":["database"]' in body

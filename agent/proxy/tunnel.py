@@ -106,7 +106,7 @@ def _header_size(buf: bytes) -> int | None:
 class TunnelEnd(asyncio.Protocol):
     """One side of a tunnel: the client's connection or the app's."""
 
-    __slots__ = ("eof", "frames", "name", "other", "sent_close", "transport", "tunnel")
+    __slots__ = ("eof", "fin_sent", "frames", "name", "other", "sent_close", "transport", "tunnel")
 
     def __init__(self, tunnel: Tunnel, name: str, *, websocket: bool) -> None:
         self.tunnel = tunnel
@@ -114,6 +114,7 @@ class TunnelEnd(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.other: TunnelEnd | None = None
         self.eof = False  # this side sent FIN
+        self.fin_sent = False  # the agent passed the other side's FIN on to this side
         self.frames = FrameTracker() if websocket else None  # frames this side sends
         self.sent_close = False  # the agent sent this side its Close frame (drain)
 
@@ -139,7 +140,7 @@ class TunnelEnd(asyncio.Protocol):
             other.transport.resume_reading()
 
     def write(self, data: bytes) -> None:
-        if self.transport is not None and not self.transport.is_closing():
+        if self.transport is not None and not self.fin_sent and not self.transport.is_closing():
             self.transport.write(data)
 
 
@@ -257,6 +258,7 @@ class Tunnel:
         other = end.other
         assert other is not None
         if other.transport is not None and other.transport.can_write_eof() and not other.transport.is_closing():
+            other.fin_sent = True
             other.transport.write_eof()
         if other.eof:
             self.close(self.closed_by)

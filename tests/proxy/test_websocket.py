@@ -107,7 +107,10 @@ async def switch(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, hea
     heads.append(head)
     key = next(line.split(b":", 1)[1].strip() for line in head.split(b"\r\n") if line.lower().startswith(b"sec-websocket-key:"))
     accept = base64.b64encode(hashlib.sha1(key + GUID).digest())
-    writer.write(b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Accept: %s\r\n\r\n" % accept)
+    writer.write(
+        b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Accept: %s\r\n\r\n"
+        % accept
+    )
 
 
 def agent_config(upstream_url: str, **proxy: Any) -> Any:
@@ -135,13 +138,6 @@ async def echo_app() -> AsyncIterator[RawApp]:
     app.handler = echo
     yield app
     await app.stop()
-
-
-@asynccontext_fixture := None  # noqa: B018 (keeps the section headers readable)
-
-
-async def open_agent(config: Any, aiohttp_client: Any) -> Any:
-    return in_process_agent(config, aiohttp_client)
 
 
 def main_port(agent: InProcessAgent) -> int:
@@ -188,7 +184,9 @@ async def test_other_answers_keep_the_connection_http(aiohttp_client: Any) -> No
             app.heads.append(head)
             body = b'{"detail":"no websockets here"}'
             status = b"403 Forbidden" if b"upgrade: websocket" in head.lower() else b"200 OK"
-            writer.write(b"HTTP/1.1 %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" % (status, len(body), body))
+            writer.write(
+                b"HTTP/1.1 %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" % (status, len(body), body)
+            )
 
     app.handler = refuse
     url = await app.start()
@@ -220,7 +218,8 @@ async def test_h2c_is_not_tunnelled(aiohttp_client: Any) -> None:
     url = await app.start()
     async with in_process_agent(agent_config(url), aiohttp_client) as agent:
         reader, writer = await connect(agent)
-        writer.write(b"GET / HTTP/1.1\r\nHost: a\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQAoAAAAAIAAAAA\r\n\r\n")
+        upgrade = b"Connection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQAoAAAAAIAAAAA\r\n"
+        writer.write(b"GET / HTTP/1.1\r\nHost: a\r\n" + upgrade + b"\r\n")
         status, fields = await read_head(reader)
         assert status == 200 and fields["connection"] == ["close"]
         assert await reader.readexactly(2) == b"ok"
@@ -251,6 +250,7 @@ async def test_over_max_upgraded_is_overloaded(echo_app: RawApp, aiohttp_client:
 async def test_idle_tunnel_is_closed(echo_app: RawApp, aiohttp_client: Any, caplog: pytest.LogCaptureFixture) -> None:
     url = await echo_app.start()
     async with in_process_agent(agent_config(url, upgrade_idle_timeout_s=0.6), aiohttp_client) as agent:
+        caplog.set_level("INFO", logger="agent.access")
         agent.listener.ctx.access_log.direct = False  # through logging, where caplog sees it
         agent.listener.ctx.access_log.enabled = True
         reader, writer = await connect(agent)

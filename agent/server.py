@@ -92,7 +92,7 @@ class Server:
             self._main = None
             raise StartupError(f"main listener {self.config.server.listen}: {exc.strerror or exc}") from None
         if self.config.admin.enabled:
-            admin_app = create_admin_app(self.config, self.monitor, registry)
+            admin_app = create_admin_app(self.config, self.monitor, registry, tunnels_open=lambda: http_metrics.tunnels_open)
             await self._listen("admin", admin_app, self.config.admin.listen, ADMIN_SHUTDOWN_TIMEOUT_S)
         self.monitor.start()
         log.info(

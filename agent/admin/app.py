@@ -6,6 +6,8 @@ aiohttp; the rules themselves are the main listener's too.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 from prometheus_client import CollectorRegistry
@@ -43,7 +45,9 @@ def add_response_hooks(app: web.Application, config: AgentConfig) -> None:
     app.on_response_prepare.append(make_security_headers_hook(security_headers_rule(config.security_headers)))
 
 
-def create_admin_app(config: AgentConfig, monitor: Monitor, registry: CollectorRegistry) -> web.Application:
+def create_admin_app(
+    config: AgentConfig, monitor: Monitor, registry: CollectorRegistry, *, tunnels_open: Callable[[], int] = lambda: 0
+) -> web.Application:
     """Full health details, ``/status``, history and drain (behind ``admin.token`` when set), and ``/metrics``."""
     auth = AdminAuth(config.admin.token.reveal().encode())
     public = config.health.public_details
@@ -65,7 +69,13 @@ def create_admin_app(config: AgentConfig, monitor: Monitor, registry: CollectorR
     )
     app.router.add_get(config.metrics.path, make_metrics_handler(registry))
     add_status_routes(
-        app, monitor, auth, health_prefix=config.health.path_prefix, metrics_path=config.metrics.path, version=__version__
+        app,
+        monitor,
+        auth,
+        health_prefix=config.health.path_prefix,
+        metrics_path=config.metrics.path,
+        version=__version__,
+        tunnels_open=tunnels_open,
     )
     add_response_hooks(app, config)
     return app

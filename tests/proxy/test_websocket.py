@@ -167,6 +167,8 @@ async def test_tunnel_relays_pipelined_bytes_and_ignores_http_deadlines(echo_app
         ctx = agent.listener.ctx
         assert len(ctx.tunnels) == 1 and ctx.in_flight == 0
         assert agent.http_metrics.tunnel_snapshot()[0] == 1
+        history = await (await agent.admin.get("/health/history")).json()
+        assert history["readiness"]["tunnels_open"] == 1  # what /status shows
         writer.close()
         for _ in range(100):
             if not ctx.tunnels:

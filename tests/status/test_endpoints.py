@@ -53,7 +53,7 @@ async def test_history_serves_runs_transitions_and_current_state(make_agent, res
     assert runs[0]["status"] == "pass" and isinstance(runs[0]["latency_ms"], float)
     assert {"check": "database", "from": "pass", "to": "fail", "first_run": False}.items() <= body["transitions"][-1].items()
     assert body["current"]["status"] == "fail" and body["current"]["checks"]["database"]["critical"] is True
-    assert body["readiness"] == {"ready": False, "started": True, "draining": False, "drain_reason": None}
+    assert body["readiness"] == {"ready": False, "started": True, "draining": False, "drain_reason": None, "tunnels_open": 0}
     # Messages were redacted by run_check before they reached the history.
     assert "hunter2" not in await response.text()
     assert (await agent.admin.head("/health/history")).status == 200

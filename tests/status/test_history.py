@@ -93,7 +93,7 @@ def test_body_shape():
     snapshot = Snapshot(checks=(initial_state("database", True, 1000.0),), started=True, taken_at=1001.0)
     body = history_body(history, snapshot, draining=True, drain_reason="admin", version="1.2.3", started_at=1000.0, now=1010.0)
     assert body["history_size"] == 3
-    assert body["readiness"] == {"ready": False, "started": True, "draining": True, "drain_reason": "admin"}
+    assert body["readiness"] == {"ready": False, "started": True, "draining": True, "drain_reason": "admin", "tunnels_open": 0}
     assert body["current"]["status"] == "fail" and body["current"]["version"] == "1.2.3"
     runs = body["checks"]["database"]["runs"]
     assert [r["status"] for r in runs] == ["pass", "fail"]

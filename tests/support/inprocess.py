@@ -44,7 +44,11 @@ async def in_process_agent(
     registry, http_metrics = create_metrics(config, monitor)
     listener = create_main(config, monitor, registry, http_metrics)
     host, port = await listener.start("127.0.0.1", 0)
-    admin = await aiohttp_client(create_admin_app(config, monitor, registry)) if config.admin.enabled else None
+    admin = (
+        await aiohttp_client(create_admin_app(config, monitor, registry, tunnels_open=lambda: http_metrics.tunnels_open))
+        if config.admin.enabled
+        else None
+    )
     if start_monitor:
         monitor.start()
     session = aiohttp.ClientSession(base_url=f"http://{host}:{port}")

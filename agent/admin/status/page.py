@@ -56,6 +56,7 @@ _DOCUMENT = Template("""\
     <div class="tile" id="ready"><span class="label">Readiness</span><span class="value">…</span></div>
     <div class="tile" id="started"><span class="label">Startup</span><span class="value">…</span></div>
     <div class="tile" id="uptime"><span class="label">Uptime</span><span class="value">…</span></div>
+    <div class="tile" id="tunnels"><span class="label">Open tunnels</span><span class="value">…</span></div>
   </div>
   <div class="banner draining" id="drain-banner" role="status" hidden></div>
   <div class="banner stale" id="stale-banner" role="alert" hidden></div>

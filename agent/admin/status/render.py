@@ -29,6 +29,7 @@ def history_body(
     version: str,
     started_at: float,
     now: float,
+    tunnels_open: int = 0,
 ) -> dict[str, Any]:
     _, current = health_body(snapshot, draining=draining, detail="full", version=version, started_at=started_at, now=now)
     return {
@@ -40,6 +41,7 @@ def history_body(
             "started": snapshot.started,
             "draining": draining,
             "drain_reason": drain_reason,
+            "tunnels_open": tunnels_open,  # WebSocket tunnels the main listener holds open
         },
         "checks": {
             name: {

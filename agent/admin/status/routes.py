@@ -7,6 +7,7 @@ only reads the monitor's snapshot and history (the drain handlers call ``set_dra
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 from aiohttp import web
 
@@ -19,7 +20,14 @@ from agent.health.render import dumps
 
 
 def add_status_routes(
-    app: web.Application, monitor: Monitor, auth: AdminAuth, *, health_prefix: str, metrics_path: str, version: str
+    app: web.Application,
+    monitor: Monitor,
+    auth: AdminAuth,
+    *,
+    health_prefix: str,
+    metrics_path: str,
+    version: str,
+    tunnels_open: Callable[[], int] = lambda: 0,
 ) -> None:
     async def history(request: web.Request) -> web.StreamResponse:
         body = history_body(
@@ -30,6 +38,7 @@ def add_status_routes(
             version=version,
             started_at=monitor.started_at,
             now=time.time(),
+            tunnels_open=tunnels_open(),
         )
         return web.Response(body=dumps(body), content_type="application/json", headers=NO_STORE)
 

@@ -185,6 +185,7 @@ SCRIPT = r"""
     setTile("ready", ready, readiness.ready ? "pass" : "fail");
     setTile("started", readiness.started ? "started" : "starting", readiness.started ? "pass" : "warn");
     setTile("uptime", duration(current.uptime_s));
+    setTile("tunnels", String(readiness.tunnels_open ?? 0));
     byId("version").textContent = `v${current.version}`;
     const banner = byId("drain-banner");
     const isAdminDrain = readiness.draining && readiness.drain_reason === "admin";

@@ -21,13 +21,17 @@ class Secret:
         return self._value
 
     def masked(self) -> str:
-        """For display: empty stays empty, a PostgreSQL DSN with a password and a well-formed host
-        list keeps its shape (password masked), anything else is masked whole."""
+        """For display: empty stays empty, a PostgreSQL DSN with a well-formed host list keeps its
+        shape (a password, in the user info or the query, masked), anything else is masked whole."""
         if not self._value:
             return ""
-        if _has_dsn_shape(self._value):
+        if _has_dsn_shape(self._value) or _is_dsn_without_user_password(self._value):
             return mask_dsn(self._value)
         return MASK
+
+    def has_password(self) -> bool:
+        """A DSN with a password in its user info or its query (``?password=``)."""
+        return bool(_dsn_password(self._value)) or _QUERY_PW.search(self._value) is not None
 
     def secret_parts(self) -> list[str]:
         """The values a redactor must remove: the whole value, and a DSN's password."""
@@ -71,6 +75,9 @@ _PG_SCHEME = re.compile(r"(?i)postgres(?:ql)?(?:\+[a-z0-9]+)?://")
 # may be empty (the socket directory then comes from ?host=).
 _HOST = r"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._~%-]*)(?::[0-9]*)?"
 _HOST_LIST = re.compile(rf"{_HOST}(?:,{_HOST})*")
+# Shown whole only with numeric ports: "app:" or "app:pw" may be a password that lost its "@".
+_STRICT_HOST = r"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._~%-]*)(?::[0-9]+)?"
+_STRICT_HOST_LIST = re.compile(rf"{_STRICT_HOST}(?:,{_STRICT_HOST})*")
 
 
 def _has_dsn_shape(value: str) -> bool:
@@ -91,6 +98,20 @@ def _has_dsn_shape(value: str) -> bool:
         return False
     authority = re.split(r"[/?#]", hostpart, maxsplit=1)[0]
     return _HOST_LIST.fullmatch(authority) is not None
+
+
+def _is_dsn_without_user_password(value: str) -> bool:
+    """``postgresql://user@hosts/db`` or ``postgresql://hosts/db``: no ":" before the last "@",
+    so no password there, and a well-formed host list after it (a password typed without its
+    separator would not leave one behind)."""
+    scheme = _PG_SCHEME.match(value)
+    if scheme is None:
+        return False
+    userinfo, _, hostpart = value[scheme.end() :].rpartition("@")
+    if ":" in userinfo:
+        return False
+    authority = re.split(r"[/?#]", hostpart, maxsplit=1)[0]
+    return _STRICT_HOST_LIST.fullmatch(authority) is not None
 
 
 def mask_dsn(dsn: str) -> str:

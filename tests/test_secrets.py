@@ -79,7 +79,6 @@ def test_secret_parts_of_a_dsn_include_the_password_encoded_and_decoded() -> Non
     [
         "postgresql://u@x:pw-tail/db",  # a user name holding "@", the password's separator lost
         "postgresql://agent:pw@db:tail/app",  # what follows the "@" is no host list
-        "postgresql://app@db/app",  # no password: the "@" may be inside a user name
         "tok://user:pw-tail@host",  # an admin token holding "://": not a DSN
         "mysql://u:pw@db/app",
     ],
@@ -222,3 +221,10 @@ def test_redactor_ignores_empty_and_tiny_secrets() -> None:
     # "" must not turn every gap into <SECRET>; 1-2 char values would mask ordinary words.
     redact = Redactor(["", "a"])
     assert redact("a plain message") == "a plain message"
+
+
+@pytest.mark.parametrize(
+    "value", ["postgresql://app@db/app", "postgresql://db:5432,db2:5433/app", "postgresql://app@[::1]:5432/app"]
+)
+def test_a_dsn_without_a_password_and_with_a_clean_host_list_is_shown_as_is(value: str) -> None:
+    assert Secret(value).masked() == value and not Secret(value).has_password()

@@ -133,12 +133,17 @@ def _resolve_dsn(
 _DSN_SCHEMES = re.compile(r"^(postgres|postgresql)(\+(psycopg2|psycopg|asyncpg|pg8000|psycopg2cffi))?://", re.IGNORECASE)
 
 
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]{0,39}")
+
+
 def normalize_dsn(dsn: str, key: str) -> str:
     """Accept ``postgres://``, ``postgresql://`` and SQLAlchemy ``postgresql+driver://``."""
     match = _DSN_SCHEMES.match(dsn)
     if not match:
         scheme = dsn.split("://", 1)[0] if "://" in dsn else ""
-        shown = f"{scheme!r}" if scheme and len(scheme) < 40 and "@" not in scheme else "missing"
+        # Shown only when it is a scheme (RFC 3986 §3.1): without one, the text before a later
+        # "://" (in the query, say) is the user, the password and the host.
+        shown = f"{scheme!r}" if _SCHEME.fullmatch(scheme) else "missing"
         raise ConfigError(key, f"unsupported DSN scheme {shown}: use postgresql://user:password@host:port/dbname")
     normalized = "postgresql://" + dsn[match.end() :]
     try:

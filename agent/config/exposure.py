@@ -36,7 +36,7 @@ def secret_keys(table: ConfigTable) -> tuple[str, ...]:
     """The keys of a parsed config file (before environment overrides) that hold a secret."""
     keys = []
     admin = table.get("admin")
-    if isinstance(admin, dict) and _is_secret(admin.get("token")):
+    if isinstance(admin, dict) and isinstance(admin.get("token"), str) and admin["token"]:
         keys.append("admin.token")
     checks = table.get("checks")
     for name, check in checks.items() if isinstance(checks, dict) else ():
@@ -46,8 +46,8 @@ def secret_keys(table: ConfigTable) -> tuple[str, ...]:
 
 
 def _is_secret(value: Any) -> bool:
-    """A non-empty string that check-config would mask (a DSN without a password would print as is)."""
-    return isinstance(value, str) and bool(value) and Secret(value).masked() != value
+    """A DSN holding a password (in its user info or its query)."""
+    return isinstance(value, str) and bool(value) and Secret(value).has_password()
 
 
 def readable_secret_warning(path: str, mode: int, config: AgentConfig) -> ReadableSecretFile | None:

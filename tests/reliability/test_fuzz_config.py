@@ -346,11 +346,6 @@ def test_dsn_with_encoded_at_sign_never_prints_its_password(workdir: Path) -> No
     assert not leaked(printed), printed
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="agent/config.py normalize_dsn quotes the text before '://' as the unsupported scheme: without a "
-    "scheme, that text is the user, the password and the host when the query holds '://'",
-)
 def test_dsn_without_a_scheme_never_prints_its_password_in_the_error(workdir: Path) -> None:
     path = workdir / "empty.toml"
     path.write_text("")

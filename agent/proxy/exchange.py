@@ -36,32 +36,13 @@ RETRY_AFTER = b"Retry-After: 1\r\n"
 
 
 class Exchange:
+    # fmt: off
     __slots__ = (
-        "began",
-        "body_bytes",
-        "bytes_sent",
-        "chunked_out",
-        "client",
-        "ctx",
-        "done",
-        "eof_body",
-        "error_id",
-        "forwarding",
-        "head",
-        "held",
-        "in_flight",
-        "keep_alive",
-        "pending",
-        "pending_bytes",
-        "request_done",
-        "request_head",
-        "response_started",
-        "retried",
-        "started",
-        "status",
-        "upstream",
-        "upstream_started",
+        "began", "body_bytes", "bytes_sent", "chunked_out", "client", "ctx", "done", "eof_body", "error_id",
+        "forwarding", "head", "held", "in_flight", "keep_alive", "pending", "pending_bytes", "request_done",
+        "request_head", "response_started", "retried", "started", "status", "upstream", "upstream_started",
     )
+    # fmt: on
 
     def __init__(self, client: ClientConnection, head: RequestHead, request_head: bytes) -> None:
         self.client = client
@@ -257,17 +238,7 @@ class Exchange:
         self.upstream = None
         self.client.write(switching_head(ctx.settings, headers, head))
         client_transport, from_client = self.client.hand_over()
-        tunnel = Tunnel(
-            ctx,
-            request_id=self.request_id,
-            trace_id=self.trace_id,
-            method=head.method.decode("latin-1"),
-            path=head.path.decode("latin-1"),
-            client_ip=self.client.peer,
-            user_agent=head.user_agent[:512].decode("latin-1"),
-            websocket=head.upgrade is not None and head.upgrade.lower().startswith(b"websocket"),
-            started=self.started,
-        )
+        tunnel = Tunnel.for_request(ctx, head, client_ip=self.client.peer, started=self.started)
         self._finish()
         tunnel.start(client_transport, conn.hand_over(), from_client, from_upstream)
 

@@ -300,31 +300,11 @@ class ClientConnection(asyncio.Protocol):
         self._send_rejection(exc)
 
     def _send_rejection(self, exc: Reject) -> None:
-        request_id, _, trace_id = exc.ids[:3] if exc.ids is not None else new_ids()
         try:
             is_head = self.parser.get_method() == b"HEAD"
         except httptools.HttpParserError:
             is_head = False
-        head, body, error_id = error_answer(
-            self.ctx.settings, exc.status, exc.code, request_id=request_id, https=False, close=True
-        )
-        self.ctx.metrics.start()
-        self.ctx.metrics.observe("OTHER", "", exc.status, 0.0)  # unparsed: no trustworthy method or path
-        log.log(
-            logging.ERROR if exc.cause is not None else logging.WARNING,
-            "request rejected",
-            exc_info=exc.cause,
-            extra={
-                "error_id": error_id,
-                "error_code": exc.code,
-                "status": exc.status,
-                "reason": str(exc)[:200],
-                "client_ip": self.peer,
-                "request_id": request_id,
-                "trace_id": trace_id,
-            },
-        )
-        self.write(head if is_head else head + body)
+        self.write(rejection(self.ctx, exc, peer=self.peer, is_head=is_head))
         self.close()
 
     # --- plumbing used by exchanges --------------------------------------------------------
@@ -427,6 +407,29 @@ class ClientConnection(asyncio.Protocol):
         self.ctx.connections.discard(self)
         assert self.transport is not None
         return self.transport, rest
+
+
+def rejection(ctx: ProxyContext, exc: Reject, *, peer: str | None, is_head: bool) -> bytes:
+    """The answer to a request refused before it had an exchange: counted, logged, JSON."""
+    request_id, _, trace_id = exc.ids[:3] if exc.ids is not None else new_ids()
+    head, body, error_id = error_answer(ctx.settings, exc.status, exc.code, request_id=request_id, https=False, close=True)
+    ctx.metrics.start()
+    ctx.metrics.observe("OTHER", "", exc.status, 0.0)  # unparsed: no trustworthy method or path
+    log.log(
+        logging.ERROR if exc.cause is not None else logging.WARNING,
+        "request rejected",
+        exc_info=exc.cause,
+        extra={
+            "error_id": error_id,
+            "error_code": exc.code,
+            "status": exc.status,
+            "reason": str(exc)[:200],
+            "client_ip": peer,
+            "request_id": request_id,
+            "trace_id": trace_id,
+        },
+    )
+    return head if is_head else head + body
 
 
 # --- deadlines (checked by the listener's sweeper) ---------------------------------------

@@ -25,6 +25,7 @@ from agent.rules.access import access_event
 
 if TYPE_CHECKING:
     from agent.proxy.context import ProxyContext
+    from agent.proxy.request_head import RequestHead
 
 log = logging.getLogger("agent.proxy")
 
@@ -178,6 +179,21 @@ class Tunnel:
         self.closing_deadline: float | None = None  # set when the drain began the close handshake
         self.closed_by: str | None = None
         self.ended = False
+
+    @classmethod
+    def for_request(cls, ctx: ProxyContext, head: RequestHead, *, client_ip: str | None, started: float) -> Tunnel:
+        """The tunnel an upgrade request opens once the app answered 101."""
+        return cls(
+            ctx,
+            request_id=head.ids.request_id,
+            trace_id=head.ids.trace_id,
+            method=head.method.decode("latin-1"),
+            path=head.path.decode("latin-1"),
+            client_ip=client_ip,
+            user_agent=head.user_agent[:512].decode("latin-1"),
+            websocket=head.upgrade is not None and head.upgrade.lower().startswith(b"websocket"),
+            started=started,
+        )
 
     def start(self, client: asyncio.Transport, upstream: asyncio.Transport, from_client: bytes, from_upstream: bytes) -> None:
         """Take over both transports; bytes that arrived with the handshake go first."""

@@ -17,10 +17,47 @@ ConfigTable = dict[str, Any]
 
 
 @dataclass(frozen=True, slots=True)
+class ListenerTlsConfig:
+    """``[server.tls]`` / ``[admin.tls]``: absent or ``cert_file = ""`` means plain HTTP."""
+
+    cert_file: str = opt("", doc="PEM chain, leaf first; empty = plain HTTP")
+    key_file: str = opt("", doc="PEM private key of cert_file")
+    client_ca_file: str = opt("", doc="set -> client certificates are verified against it")
+    client_auth: str = opt(
+        "", check=one_of("", "require", "optional"), doc='"require" (the default once client_ca_file is set) | "optional"'
+    )
+    min_version: str = opt("TLSv1.2", check=one_of("TLSv1.2", "TLSv1.3"))
+    reload_interval_s: float = opt(10.0, check=positive, doc="how often the files are checked for a change")
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.cert_file)
+
+    @property
+    def client_verification(self) -> str:
+        """``"require"``, ``"optional"`` or ``""`` (no client certificates asked for)."""
+        if not self.client_ca_file:
+            return ""
+        return self.client_auth or "require"
+
+
+@dataclass(frozen=True, slots=True)
+class ClientTlsConfig:
+    """``[upstream.tls]`` / ``[checks.NAME.tls]``: used for ``https://`` URLs."""
+
+    ca_file: str = opt("", doc="empty -> the system trust store")
+    server_name: str = opt("", doc="SNI and the name verified; empty -> the URL's host")
+    cert_file: str = opt("", doc="client certificate (mTLS), optional")
+    key_file: str = opt("", doc="its private key")
+    verify: bool = opt(True, doc="false only with a loud warning at start")
+
+
+@dataclass(frozen=True, slots=True)
 class ServerConfig:
     listen: str = opt("0.0.0.0:8000", check=listen_address, doc="main listener (proxy + health)")
     drain_delay_s: float = opt(5.0, check=non_negative, doc="after SIGTERM, keep serving this long with readiness 503")
     shutdown_timeout_s: float = opt(25.0, check=positive, doc="then wait this long for in-flight requests")
+    tls: ListenerTlsConfig = ListenerTlsConfig()
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +66,7 @@ class AdminConfig:
     listen: str = opt("0.0.0.0:9464", check=listen_address)
     token: Secret = opt(Secret(""), doc="bearer token for details, /status and /admin/*; empty = none")
     token_env: str = opt("", doc="name of an environment variable holding the token")
+    tls: ListenerTlsConfig = ListenerTlsConfig()
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +75,7 @@ class UpstreamConfig:
     connect_timeout_s: float = opt(2.0, check=positive)
     read_timeout_s: float = opt(30.0, check=positive)
     max_connections: int = opt(100, check=positive)
+    tls: ClientTlsConfig = ClientTlsConfig()
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +91,7 @@ class ProxyConfig:
     upgrades: tuple[str, ...] = opt(("websocket",), doc="Upgrade protocols tunnelled after a 101; others lose Upgrade")
     upgrade_idle_timeout_s: float = opt(3600.0, check=positive, doc="a tunnel idle both ways this long is closed")
     max_upgraded: int = opt(1000, check=positive, doc="open tunnels at most; more upgrades get 503 OVERLOADED")
+    forward_client_cert: bool = opt(False, doc="send the verified client certificate to the app as X-Forwarded-Client-Cert")
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +147,7 @@ class HttpSettings:
     path: str = opt("/health")
     expect_status: str = opt("200-399", doc='"200-399", "200,204" ...')
     unix_socket: str = ""  # derived: set when the upstream listens on a unix socket
+    tls: ClientTlsConfig = ClientTlsConfig()
 
 
 @dataclass(frozen=True, slots=True)

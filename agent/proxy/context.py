@@ -68,7 +68,8 @@ class ProxyContext:
     def __post_init__(self) -> None:
         self.limits = self.settings.limits
         port = self.pool.port
-        self.upstream_authority = self.pool.host.encode() + (b":%d" % port if port not in (0, 80) else b"")
+        default_port = 443 if self.pool.tls is not None else 80
+        self.upstream_authority = self.pool.host.encode() + (b":%d" % port if port not in (0, default_port) else b"")
 
     @property
     def draining(self) -> bool:

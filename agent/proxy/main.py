@@ -27,6 +27,8 @@ def create_main_listener(
         max_connections=upstream.max_connections,
         connect_timeout_s=upstream.connect_timeout_s,
         idle_timeout_s=upstream.idle_timeout_s,
+        tls=upstream.tls,
+        server_name=upstream.server_name,
     )
     ctx = ProxyContext(
         settings=settings,

@@ -7,6 +7,7 @@ lines), so the per-request path only compares and concatenates.
 from __future__ import annotations
 
 import ipaddress
+import ssl
 from dataclasses import dataclass
 
 from agent import __version__
@@ -14,6 +15,7 @@ from agent.config import AgentConfig
 from agent.rules.cors import Cors
 from agent.rules.ids import RequestIdRule
 from agent.rules.security_headers import SecurityHeaders
+from agent.tls import client_context
 
 # Endpoint kinds served by the agent itself on the main listener.
 HEALTH, LIVE, READY, STARTUP, METRICS, PREFLIGHT = "health", "live", "ready", "startup", "metrics", "preflight"
@@ -42,6 +44,8 @@ class UpstreamSettings:
     url: str
     max_connections: int
     connect_timeout_s: float
+    tls: ssl.SSLContext | None = None  # for an https:// app
+    server_name: str | None = None  # SNI and the name verified
     # Below the common app-server keep-alive (uvicorn 5 s), so the app never closes a
     # connection the agent is about to reuse.
     idle_timeout_s: float = 4.0
@@ -70,6 +74,7 @@ class ProxySettings:
     access_log: bool
     access_log_direct: bool
     upgrades: frozenset[bytes]  # Upgrade protocol names tunnelled after a 101, lower-case
+    forward_client_cert: bool  # X-Forwarded-Client-Cert to the app (Envoy's format)
 
     def is_trusted(self, peer: str | None) -> bool:
         if not peer or not self.trusted_networks:
@@ -90,11 +95,7 @@ def proxy_settings(config: AgentConfig) -> ProxySettings:
     own = {request_id.header_lower.encode(), b"x-error-id"}  # the app's values never reach the client
     return ProxySettings(
         limits=_limits(config),
-        upstream=UpstreamSettings(
-            url=config.upstream.url,
-            max_connections=config.upstream.max_connections,
-            connect_timeout_s=config.upstream.connect_timeout_s,
-        ),
+        upstream=_upstream(config),
         request_id=request_id,
         request_id_name=config.request_id.header.encode(),
         request_id_lower=request_id.header_lower.encode(),
@@ -114,6 +115,19 @@ def proxy_settings(config: AgentConfig) -> ProxySettings:
         # Access lines skip the logging machinery unless a file handler must see them too.
         access_log_direct=not config.logging.file and config.logging.format == "json",
         upgrades=frozenset(p.lower().encode() for p in config.proxy.upgrades),
+        forward_client_cert=config.proxy.forward_client_cert,
+    )
+
+
+def _upstream(config: AgentConfig) -> UpstreamSettings:
+    upstream = config.upstream
+    https = upstream.url.startswith("https://")
+    return UpstreamSettings(
+        url=upstream.url,
+        max_connections=upstream.max_connections,
+        connect_timeout_s=upstream.connect_timeout_s,
+        tls=client_context(upstream.tls) if https else None,
+        server_name=(upstream.tls.server_name or None) if https else None,
     )
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import ssl
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -217,8 +218,12 @@ class UpstreamPool:
         max_connections: int,
         connect_timeout_s: float,
         idle_timeout_s: float = 4.0,
+        tls: ssl.SSLContext | None = None,
+        server_name: str | None = None,
     ) -> None:
         self.host = host
+        self.tls = tls  # the app speaks https: pooled connections keep their TLS session
+        self.server_name = server_name or host
         self.port = port
         self.unix_path = unix_path
         self.max_connections = max_connections
@@ -236,7 +241,8 @@ class UpstreamPool:
         from urllib.parse import urlsplit
 
         parts = urlsplit(url)
-        return cls(host=parts.hostname or "127.0.0.1", port=parts.port or 80, unix_path=None, **kwargs)
+        default_port = 443 if parts.scheme == "https" else 80
+        return cls(host=parts.hostname or "127.0.0.1", port=parts.port or default_port, unix_path=None, **kwargs)
 
     @property
     def size(self) -> int:
@@ -278,7 +284,14 @@ class UpstreamPool:
                 if self.unix_path:
                     _, protocol = await loop.create_unix_connection(lambda: UpstreamConnection(self), self.unix_path)
                 else:
-                    _, protocol = await loop.create_connection(lambda: UpstreamConnection(self), self.host, self.port)
+                    _, protocol = await loop.create_connection(
+                        lambda: UpstreamConnection(self),
+                        self.host,
+                        self.port,
+                        ssl=self.tls,
+                        server_hostname=self.server_name if self.tls is not None else None,
+                        ssl_handshake_timeout=self.connect_timeout_s if self.tls is not None else None,
+                    )
         finally:
             self._connecting -= 1
         conn: UpstreamConnection = protocol

@@ -129,6 +129,7 @@ class LoadResult:
     p50_ms: float
     p99_ms: float
     errors: int  # non-2xx/3xx responses + socket errors
+    client_cpu_s: float | None = None  # the load generator's own CPU during the window, when it reports it
 
 
 _UNIT_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}
@@ -174,11 +175,13 @@ class LoadGenerator:
         self.seconds = seconds
         self.cpu = cpu
 
-    def run(self, url: str) -> LoadResult:
+    def argv(self, url: str) -> list[str]:
         if self.kind == "wrk":
-            argv = ["wrk", "-t1", f"-c{self.connections}", f"-d{int(self.seconds)}s", "--latency", "--timeout", "5s", url]
-        else:
-            argv = [sys.executable, "-m", "bench.probe", "_loadgen", url, str(self.connections), str(self.seconds)]
+            return ["wrk", "-t1", f"-c{self.connections}", f"-d{int(self.seconds)}s", "--latency", "--timeout", "5s", url]
+        return [sys.executable, "-m", "bench.probe", "_loadgen", url, str(self.connections), str(self.seconds)]
+
+    def run(self, url: str) -> LoadResult:
+        argv = self.argv(url)
         proc = self.children.popen(
             pin_prefix(self.cpu) + argv,
             cwd=REPO_ROOT,

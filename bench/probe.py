@@ -29,6 +29,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -168,12 +169,22 @@ def parse_wrk(output: str) -> LoadResult:
 class LoadGenerator:
     """wrk (pinned) when installed, else ``python -m bench.probe _loadgen`` (pinned the same way)."""
 
-    def __init__(self, children: Children, kind: str, connections: int, seconds: float, cpu: int | None) -> None:
+    def __init__(
+        self,
+        children: Children,
+        kind: str,
+        connections: int,
+        seconds: float,
+        cpu: int | None,
+        *,
+        preexec_fn: Callable[[], None] | None = None,  # e.g. a parent-death signal for the child
+    ) -> None:
         self.children = children
         self.kind = kind
         self.connections = connections
         self.seconds = seconds
         self.cpu = cpu
+        self.preexec_fn = preexec_fn
 
     def argv(self, url: str) -> list[str]:
         if self.kind == "wrk":
@@ -188,6 +199,7 @@ class LoadGenerator:
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
+            preexec_fn=self.preexec_fn,
         )
         try:
             out, _ = proc.communicate(timeout=self.seconds + 30)

@@ -6,9 +6,11 @@ Starts a static upstream (nginx returning a small JSON body) and, each on its ow
 that same upstream: the agent (request ID, trace context, security headers, JSON access log to a
 file, metrics), HAProxy (request ID + the same 6 security headers, when installed) and nginx as a
 proxy (request ID, the same 6 headers, JSON access log to a file). The proxy under test is pinned to
-one CPU, the upstream and the load generator (wrk, else a small Python one) to another. Rows are
-measured in interleaved rounds, so slow drift in machine load hits every row alike. Prints a table
-and, as the very last line, one JSON object with every number. See bench/README.md.
+one CPU, the upstream and the load generator (wrk, else a small Python one) to another. The
+WebSocket rows (``--only ws`` alone) put a second agent and a second HAProxy in front of a Python
+echo server and count CPU per message over 32 tunnels of echo round trips (``bench.websocket``).
+Rows are measured in interleaved rounds, so slow drift in machine load hits every row alike. Prints
+a table and, as the very last line, one JSON object with every number. See bench/README.md.
 
 Everything listens on 127.0.0.1; every wait is bounded; every child process is stopped on exit,
 including on Ctrl-C and SIGTERM.
@@ -427,7 +429,7 @@ class WebSocketLoad(LoadGenerator):
     """``python -m bench.websocket.client``: ``connections`` WebSockets doing echo round trips."""
 
     def __init__(self, children: Children, connections: int, seconds: float, cpu: int | None, message_bytes: int) -> None:
-        super().__init__(children, "websocket", connections, seconds, cpu)
+        super().__init__(children, "websocket", connections, seconds, cpu, preexec_fn=_die_with_parent)
         self.message_bytes = message_bytes
 
     def argv(self, url: str) -> list[str]:
@@ -531,7 +533,7 @@ class Row:
     service: Service | None  # whose CPU is counted; None for the direct rows
     load: LoadGenerator
     upstream: Service
-    per_load_item: int = 1  # units per request (or round trip) the load generator counts: 2 messages per echo
+    per_load_item: int = 1  # what CPU is divided by, per item the load counts: 2 messages per echo round trip
     runs: list[Run] = field(default_factory=list)
 
     @property
@@ -644,7 +646,7 @@ def render_table(meta: dict[str, Any], rows: list[dict[str, Any]], extra: dict[s
         lines += [*websocket_lines(meta, [r for r in rows if r["kind"] == "ws"], extra["websocket"]), ""]
     n = extra["noise"]
     lines.append(
-        f"noise: r/s spread (max-min)/median per row: {', '.join(f'{k} {v:.1f}%' for k, v in n['rps_spread_pct'].items())}; "
+        f"noise: rate spread (max-min)/median per row: {', '.join(f'{k} {v:.1f}%' for k, v in n['rps_spread_pct'].items())}; "
         f"max busy on CPU {meta['proxy_cpu']} not charged to the proxy {n['cpu0_other_pct_max']:.1f}%; "
         f"max steal {n['steal_pct_max']:.1f}%; loadavg {n['loadavg_before']} -> {n['loadavg_after']}"
     )
@@ -790,7 +792,7 @@ def start_http_rows(bench: Bench) -> HttpRows:
         progress(f"note: the agent has child processes {agent.pids[1:]}; their CPU is counted too")
     bench.services += [upstream, agent]
 
-    load = LoadGenerator(children, loadgen_kind, args.connections, args.seconds, bench.load_cpu)
+    load = LoadGenerator(children, loadgen_kind, args.connections, args.seconds, bench.load_cpu, preexec_fn=_die_with_parent)
     rows = [Row("agent", "agent (proxied)", "proxy", agent.port, PATH, agent, load, upstream)]
     if bench.have_haproxy:
         progress("starting HAProxy ...")

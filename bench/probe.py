@@ -29,6 +29,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -129,6 +130,7 @@ class LoadResult:
     p50_ms: float
     p99_ms: float
     errors: int  # non-2xx/3xx responses + socket errors
+    client_cpu_s: float | None = None  # the load generator's own CPU during the window, when it reports it
 
 
 _UNIT_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}
@@ -167,24 +169,37 @@ def parse_wrk(output: str) -> LoadResult:
 class LoadGenerator:
     """wrk (pinned) when installed, else ``python -m bench.probe _loadgen`` (pinned the same way)."""
 
-    def __init__(self, children: Children, kind: str, connections: int, seconds: float, cpu: int | None) -> None:
+    def __init__(
+        self,
+        children: Children,
+        kind: str,
+        connections: int,
+        seconds: float,
+        cpu: int | None,
+        *,
+        preexec_fn: Callable[[], None] | None = None,  # e.g. a parent-death signal for the child
+    ) -> None:
         self.children = children
         self.kind = kind
         self.connections = connections
         self.seconds = seconds
         self.cpu = cpu
+        self.preexec_fn = preexec_fn
+
+    def argv(self, url: str) -> list[str]:
+        if self.kind == "wrk":
+            return ["wrk", "-t1", f"-c{self.connections}", f"-d{int(self.seconds)}s", "--latency", "--timeout", "5s", url]
+        return [sys.executable, "-m", "bench.probe", "_loadgen", url, str(self.connections), str(self.seconds)]
 
     def run(self, url: str) -> LoadResult:
-        if self.kind == "wrk":
-            argv = ["wrk", "-t1", f"-c{self.connections}", f"-d{int(self.seconds)}s", "--latency", "--timeout", "5s", url]
-        else:
-            argv = [sys.executable, "-m", "bench.probe", "_loadgen", url, str(self.connections), str(self.seconds)]
+        argv = self.argv(url)
         proc = self.children.popen(
             pin_prefix(self.cpu) + argv,
             cwd=REPO_ROOT,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
+            preexec_fn=self.preexec_fn,
         )
         try:
             out, _ = proc.communicate(timeout=self.seconds + 30)

@@ -6,9 +6,11 @@ Starts a static upstream (nginx returning a small JSON body) and, each on its ow
 that same upstream: the agent (request ID, trace context, security headers, JSON access log to a
 file, metrics), HAProxy (request ID + the same 6 security headers, when installed) and nginx as a
 proxy (request ID, the same 6 headers, JSON access log to a file). The proxy under test is pinned to
-one CPU, the upstream and the load generator (wrk, else a small Python one) to another. Rows are
-measured in interleaved rounds, so slow drift in machine load hits every row alike. Prints a table
-and, as the very last line, one JSON object with every number. See bench/README.md.
+one CPU, the upstream and the load generator (wrk, else a small Python one) to another. The
+WebSocket rows (``--only ws`` alone) put a second agent and a second HAProxy in front of a Python
+echo server and count CPU per message over 32 tunnels of echo round trips (``bench.websocket``).
+Rows are measured in interleaved rounds, so slow drift in machine load hits every row alike. Prints
+a table and, as the very last line, one JSON object with every number. See bench/README.md.
 
 Everything listens on 127.0.0.1; every wait is bounded; every child process is stopped on exit,
 including on Ctrl-C and SIGTERM.
@@ -17,7 +19,9 @@ including on Ctrl-C and SIGTERM.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
+import copy
 import ctypes
 import grp
 import http.client
@@ -44,6 +48,9 @@ if str(REPO_ROOT) not in sys.path:  # so ``tests.support`` and ``bench`` import 
     sys.path.insert(0, str(REPO_ROOT))
 
 from bench.probe import CLK_TCK, Children, LoadGenerator, LoadResult, cpu_ticks, pin_prefix, rss_mib  # noqa: E402
+from bench.table import grid, num  # noqa: E402
+from bench.websocket.client import check as websocket_check  # noqa: E402
+from bench.websocket.report import websocket_lines  # noqa: E402
 from tests.support.agent import to_toml  # noqa: E402
 from tests.support.net import free_port  # noqa: E402
 
@@ -55,6 +62,11 @@ IDLE_SETTLE_S = 1.0
 BODY = '{"id":1,"name":"plan","status":"active"}'
 PATH = "/v1/plans/1"  # the same path on every row; the upstream answers BODY for any path
 ECHO_PATH = "/__bench/request-headers"  # upstream echoes what it received (pre-check only)
+WS_PATH = "/ws/echo"
+WS_MESSAGE_BYTES = (64, 16 * 1024)
+WS_MESSAGES_PER_ROUND_TRIP = 2  # client -> app and app -> client: both pass through the proxy
+WS_PRECHECK_MESSAGES = 50  # per message size
+WS_TARGET_RATIO = 2.0  # the issue's target: agent CPU per message within 2 x HAProxy's
 
 # The 6 headers HAProxy and nginx add (the issue's comparison); values are the agent's defaults.
 SIX_HEADERS = (
@@ -276,6 +288,8 @@ defaults
   timeout client 75s
   timeout server 30s
   timeout http-keep-alive 75s
+  # After a 101 the connection is a tunnel: this replaces client/server timeouts (WebSocket rows).
+  timeout tunnel 1h
 
 frontend main
   bind 127.0.0.1:{port}
@@ -351,9 +365,15 @@ def start_nginx(children: Children, workdir: Path, name: str, conf: Callable[[Pa
 
 
 def start_haproxy(
-    children: Children, workdir: Path, port: int, upstream_port: int, headers: dict[str, str], cpu: int | None
+    children: Children,
+    workdir: Path,
+    port: int,
+    upstream_port: int,
+    headers: dict[str, str],
+    cpu: int | None,
+    name: str = "haproxy",
 ) -> Service:
-    d = workdir / "haproxy"
+    d = workdir / name
     d.mkdir(mode=0o755)
     cfg = d / "haproxy.cfg"
     cfg.write_text(haproxy_conf(port, upstream_port, headers))
@@ -362,8 +382,8 @@ def start_haproxy(
         raise Fail(f"haproxy rejected its config:\n{check.stdout}{check.stderr}")
     log = d / "haproxy.log"
     proc = spawn(children, [*pin_prefix(cpu), "haproxy", "-f", str(cfg), "-db"], log, d)
-    wait_for("haproxy", proc, port, "/", log)
-    service = Service("haproxy", proc, port, log)
+    wait_for(name, proc, port, "/", log)
+    service = Service(name, proc, port, log)
     service.pids = process_tree(proc.pid)
     return service
 
@@ -374,8 +394,8 @@ class AgentService(Service):
     ready_s: float = 0.0
 
 
-def start_agent(children: Children, workdir: Path, upstream_port: int, cpu: int | None) -> AgentService:
-    d = workdir / "agent"
+def start_agent(children: Children, workdir: Path, upstream_port: int, cpu: int | None, name: str = "agent") -> AgentService:
+    d = workdir / name
     d.mkdir(mode=0o755)
     port, admin_port = free_port(), free_port()
     config_path = d / "agent.toml"
@@ -384,10 +404,39 @@ def start_agent(children: Children, workdir: Path, upstream_port: int, cpu: int 
     env["PYTHONPATH"] = str(REPO_ROOT)
     log = d / "agent.log"  # stdout (access log + app log) to a file: what production does with it
     proc = spawn(children, [*pin_prefix(cpu), sys.executable, "-m", "agent", "run", "-c", str(config_path)], log, d, env)
-    ready_s = wait_for("agent", proc, port, "/health/ready", log)
-    service = AgentService("agent", proc, port, log, admin_port=admin_port, ready_s=ready_s)
+    ready_s = wait_for(name, proc, port, "/health/ready", log)
+    service = AgentService(name, proc, port, log, admin_port=admin_port, ready_s=ready_s)
     service.pids = process_tree(proc.pid)
     return service
+
+
+def start_websocket_echo(children: Children, workdir: Path, cpu: int | None) -> Service:
+    """``python -m bench.websocket.echo``: the WebSocket rows' upstream (nginx cannot echo)."""
+    d = workdir / "ws-echo"
+    d.mkdir(mode=0o755)
+    port = free_port()
+    log = d / "echo.log"
+    env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
+    argv = [*pin_prefix(cpu), sys.executable, "-m", "bench.websocket.echo", "--port", str(port)]
+    proc = spawn(children, argv, log, d, env)
+    wait_for("WebSocket echo server", proc, port, "/", log)
+    service = Service("ws-echo", proc, port, log)
+    service.pids = process_tree(proc.pid)
+    return service
+
+
+class WebSocketLoad(LoadGenerator):
+    """``python -m bench.websocket.client``: ``connections`` WebSockets doing echo round trips."""
+
+    def __init__(self, children: Children, connections: int, seconds: float, cpu: int | None, message_bytes: int) -> None:
+        super().__init__(children, "websocket", connections, seconds, cpu, preexec_fn=_die_with_parent)
+        self.message_bytes = message_bytes
+
+    def argv(self, url: str) -> list[str]:
+        return [
+            sys.executable, "-m", "bench.websocket.client", url, "--connections", str(self.connections),
+            "--seconds", str(self.seconds), "--message-bytes", str(self.message_bytes),
+        ]  # fmt: skip
 
 
 # ------------------------------------------------------------------------ pre-check
@@ -447,33 +496,53 @@ def precheck(row: Row, headers: dict[str, str], upstream_port: int) -> None:
         raise Fail(f"pre-check of {row.name} ({row.url}) failed:\n  " + "\n  ".join(problems[:10]))
 
 
+def precheck_websocket(row: Row) -> None:
+    """One WebSocket through ``row``: the handshake (101, the right Sec-WebSocket-Accept; on the
+    proxy rows an X-Request-ID on the 101), WS_PRECHECK_MESSAGES random messages of each size
+    echoed byte for byte, a ping answered by its pong, and the close handshake."""
+    try:
+        headers = asyncio.run(
+            asyncio.wait_for(websocket_check("127.0.0.1", row.port, row.path, WS_MESSAGE_BYTES, WS_PRECHECK_MESSAGES), 30)
+        )
+    except (OSError, ValueError, TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError) as exc:
+        raise Fail(f"pre-check of {row.name} ({row.url}) failed: {exc!r}") from exc
+    if row.service is not None and not headers.get("x-request-id"):
+        raise Fail(f"pre-check of {row.name} ({row.url}) failed: no X-Request-ID on the 101: {headers}")
+
+
 # ---------------------------------------------------------------------------- rows
 @dataclass
 class Run:
     load: LoadResult
-    proxy_us_per_req: float | None
+    proxy_us_per_req: float | None  # per request; on the WebSocket rows per message
     proxy_cpu_pct: float | None
     upstream_us_per_req: float
     cpu0_other_pct: float
     load_cpu_busy_pct: float
     steal_pct: float
+    client_us_per_req: float | None = None  # the load generator's own CPU, when it reports it
 
 
 @dataclass
 class Row:
     key: str
     name: str
-    kind: str  # "proxy", "direct" or "health"
+    kind: str  # "proxy", "direct" or "health"; "ws" for every WebSocket row
     port: int
     path: str
-    service: Service | None  # whose CPU is counted; None for the direct row
+    service: Service | None  # whose CPU is counted; None for the direct rows
+    load: LoadGenerator
+    upstream: Service
+    per_load_item: int = 1  # what CPU is divided by, per item the load counts: 2 messages per echo round trip
     runs: list[Run] = field(default_factory=list)
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}{self.path}"
+        return f"{'ws' if self.kind == 'ws' else 'http'}://127.0.0.1:{self.port}{self.path}"
 
     def summary(self) -> dict[str, Any]:
+        if self.kind == "ws":
+            return self.websocket_summary()
         med = statistics.median
         rps = [r.load.rps for r in self.runs]
         proxy_us = [r.proxy_us_per_req for r in self.runs if r.proxy_us_per_req is not None]
@@ -498,15 +567,45 @@ class Row:
             "requests": sum(r.load.requests for r in self.runs),
         }
 
+    def websocket_summary(self) -> dict[str, Any]:
+        """The same numbers per message (WS_MESSAGES_PER_ROUND_TRIP per echo round trip)."""
+        med = statistics.median
+        rates = [r.load.rps * self.per_load_item for r in self.runs]
+        proxy_us = [r.proxy_us_per_req for r in self.runs if r.proxy_us_per_req is not None]
+        proxy_pct = [r.proxy_cpu_pct for r in self.runs if r.proxy_cpu_pct is not None]
+        client_us = [r.client_us_per_req for r in self.runs if r.client_us_per_req is not None]
+        return {
+            "key": self.key,
+            "name": self.name,
+            "url": self.url,
+            "message_bytes": self.load.message_bytes if isinstance(self.load, WebSocketLoad) else None,
+            "msgs_per_s_runs": [round(x, 1) for x in rates],
+            "msgs_per_s_median": round(med(rates), 1),
+            "rps_spread_pct": round((max(rates) - min(rates)) / med(rates) * 100, 1) if med(rates) else None,
+            "round_trip_p50_ms": round(med(r.load.p50_ms for r in self.runs), 3),
+            "round_trip_p99_ms": round(med(r.load.p99_ms for r in self.runs), 3),
+            "proxy_cpu_us_per_msg_runs": [round(x, 2) for x in proxy_us],
+            "proxy_cpu_us_per_msg": round(med(proxy_us), 2) if proxy_us else None,
+            "proxy_cpu_pct": round(med(proxy_pct), 1) if proxy_pct else None,
+            "upstream_cpu_us_per_msg": round(med(r.upstream_us_per_req for r in self.runs), 2),
+            "client_cpu_us_per_msg": round(med(client_us), 2) if client_us else None,
+            "cpu0_other_pct_max": round(max(r.cpu0_other_pct for r in self.runs), 1),
+            "load_cpu_busy_pct": round(med(r.load_cpu_busy_pct for r in self.runs), 1),
+            "steal_pct_max": round(max(r.steal_pct for r in self.runs), 1),
+            "errors": sum(r.load.errors for r in self.runs),
+            "round_trips": sum(r.load.requests for r in self.runs),
+        }
 
-def measure_once(row: Row, load: LoadGenerator, upstream: Service, proxy_cpu: int | None, load_cpu: int | None) -> Run:
+
+def measure_once(row: Row, proxy_cpu: int | None, load_cpu: int | None) -> Run:
     pids = row.service.pids if row.service else []
+    upstream = row.upstream
     p0, u0 = tree_ticks(pids), tree_ticks(upstream.pids)
     c0, s0 = cpu_stat(proxy_cpu), cpu_stat(load_cpu)
-    result = load.run(row.url)
+    result = row.load.run(row.url)
     p1, u1 = tree_ticks(pids), tree_ticks(upstream.pids)
     c1, s1 = cpu_stat(proxy_cpu), cpu_stat(load_cpu)
-    done = max(result.requests, 1)
+    done = max(result.requests * row.per_load_item, 1)  # requests, or messages on the WebSocket rows
     proxy_ticks = p1 - p0
     cpu0_total = max(c1[1] - c0[1], 1)
     return Run(
@@ -514,6 +613,7 @@ def measure_once(row: Row, load: LoadGenerator, upstream: Service, proxy_cpu: in
         proxy_us_per_req=proxy_ticks / CLK_TCK * 1e6 / done if pids else None,
         proxy_cpu_pct=proxy_ticks / CLK_TCK / result.duration_s * 100 if pids else None,
         upstream_us_per_req=(u1 - u0) / CLK_TCK * 1e6 / done,
+        client_us_per_req=result.client_cpu_s * 1e6 / done if result.client_cpu_s is not None else None,
         # Busy time on the proxy's CPU not charged to the proxy: other processes, interrupts, steal.
         cpu0_other_pct=max(0.0, (c1[0] - c0[0]) - proxy_ticks) / cpu0_total * 100,
         # Near 100 % with the proxy below 100 %: the load side (wrk + upstream) limits the rate.
@@ -528,12 +628,35 @@ def _ratio(a: float | None, b: float | None) -> float | None:
 
 
 def render_table(meta: dict[str, Any], rows: list[dict[str, Any]], extra: dict[str, Any]) -> str:
+    upstreams = " + ".join(
+        name for name, shown in (("upstream nginx", meta["nginx"]), ("WebSocket echo server", "websocket" in extra)) if shown
+    )
     lines = [
-        f"sidecar-agent proxy benchmark — {meta['loadgen']} -t1 -c{meta['connections']} -d{meta['seconds']}s, "
-        f"{meta['runs']} interleaved rounds; GET {PATH} -> nginx static JSON ({len(BODY)} B)",
-        f"proxy under test on CPU {meta['proxy_cpu']}, upstream nginx + load generator on CPU {meta['load_cpu']}; "
+        f"sidecar-agent proxy benchmark — {meta['runs']} interleaved rounds, {meta['seconds']} s per row, "
+        f"{meta['connections']} connections",
+        f"proxy under test on CPU {meta['proxy_cpu']}, {upstreams} + load generator on CPU {meta['load_cpu']}; "
         f"{meta['cpus']} CPUs; Python {meta['python']} ({meta['event_loop']}); agent {meta['agent_version']}; "
-        f"{meta['haproxy']}; {meta['nginx']}",
+        + "; ".join(v for v in (meta["haproxy"], meta["nginx"]) if v),
+        "",
+    ]
+    http_rows = [r for r in rows if r["kind"] != "ws"]
+    if http_rows:
+        lines += [*http_lines(meta, http_rows, extra), ""]
+    if "websocket" in extra:
+        lines += [*websocket_lines(meta, [r for r in rows if r["kind"] == "ws"], extra["websocket"]), ""]
+    n = extra["noise"]
+    lines.append(
+        f"noise: rate spread (max-min)/median per row: {', '.join(f'{k} {v:.1f}%' for k, v in n['rps_spread_pct'].items())}; "
+        f"max busy on CPU {meta['proxy_cpu']} not charged to the proxy {n['cpu0_other_pct_max']:.1f}%; "
+        f"max steal {n['steal_pct_max']:.1f}%; loadavg {n['loadavg_before']} -> {n['loadavg_after']}"
+    )
+    return "\n".join(lines)
+
+
+def http_lines(meta: dict[str, Any], rows: list[dict[str, Any]], extra: dict[str, Any]) -> list[str]:
+    lines = [
+        f"HTTP: {meta['loadgen']} -t1 -c{meta['connections']} -d{meta['seconds']}s; "
+        f"GET {PATH} -> nginx static JSON ({len(BODY)} B)",
         "",
     ]
     header = (
@@ -554,10 +677,6 @@ def render_table(meta: dict[str, Any], rows: list[dict[str, Any]], extra: dict[s
     by_key = {r["key"]: r for r in rows}
     hap = by_key.get("haproxy", {}).get("proxy_cpu_us_per_req")
     ngx = by_key.get("nginx", {}).get("proxy_cpu_us_per_req")
-
-    def num(v: float | None, fmt: str) -> str:
-        return "-" if v is None else format(v, fmt)
-
     body = []
     for r in rows:
         us = r["proxy_cpu_us_per_req"]
@@ -579,14 +698,7 @@ def render_table(meta: dict[str, Any], rows: list[dict[str, Any]], extra: dict[s
                 str(r["errors"]),
             )
         )
-    widths = [max(len(h), *(len(b[i]) for b in body)) for i, h in enumerate(header)]
-
-    def fmt(cells: tuple[str, ...]) -> str:
-        return "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths, strict=True)))
-
-    lines.append(fmt(header))
-    lines.append("  ".join("-" * w for w in widths))
-    lines.extend(fmt(b) for b in body)
+    lines += grid(header, body)
     lines.append("")
     lines.append(
         f"agent RSS: {extra['agent_rss_idle_mib']:.1f} MiB idle after start, "
@@ -613,13 +725,7 @@ def render_table(meta: dict[str, Any], rows: list[dict[str, Any]], extra: dict[s
         )
         + f"; /health/ready ≥ 25,000 r/s: {t['ready_rps']:,.0f} — {'met' if t['ready_rps'] >= 25_000 else 'NOT met'}"
     )
-    n = extra["noise"]
-    lines.append(
-        f"noise: r/s spread (max-min)/median per row: {', '.join(f'{k} {v:.1f}%' for k, v in n['rps_spread_pct'].items())}; "
-        f"max busy on CPU {meta['proxy_cpu']} not charged to the proxy {n['cpu0_other_pct_max']:.1f}%; "
-        f"max steal {n['steal_pct_max']:.1f}%; loadavg {n['loadavg_before']} -> {n['loadavg_after']}"
-    )
-    return "\n".join(lines)
+    return lines
 
 
 # ---------------------------------------------------------------------------- main
@@ -645,97 +751,153 @@ def progress(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
 
 
-def run(args: argparse.Namespace, children: Children, workdir: Path) -> dict[str, Any]:
+@dataclass
+class Bench:
+    """What both row families need: the pinning, the headers and the processes to watch."""
+
+    args: argparse.Namespace
+    children: Children
+    workdir: Path
+    proxy_cpu: int | None
+    load_cpu: int | None
+    headers: dict[str, str]
+    have_haproxy: bool
+    services: list[Service] = field(default_factory=list)  # each must stay alive for the whole run
+
+
+@dataclass
+class HttpRows:
+    rows: list[Row]
+    agent: AgentService
+    loadgen_kind: str
+    agent_rss_idle_mib: float
+
+
+def start_http_rows(bench: Bench) -> HttpRows:
+    args, children, workdir = bench.args, bench.children, bench.workdir
     if shutil.which("nginx") is None:
-        raise SystemExit("nginx is needed for the upstream: apt-get install -y nginx")
-    have_haproxy = shutil.which("haproxy") is not None
+        raise SystemExit("nginx is needed for the upstream: apt-get install -y nginx (or run --only ws)")
     loadgen_kind = "wrk" if args.loadgen == "wrk" or (args.loadgen == "auto" and shutil.which("wrk")) else "python"
     if loadgen_kind == "wrk" and shutil.which("wrk") is None:
         raise SystemExit("--loadgen wrk given but wrk is not installed")
-    proxy_cpu, load_cpu = plan_cpus()
-    headers = security_header_values()
-    loadavg_before = Path("/proc/loadavg").read_text().split()[0]
-
     progress("starting upstream nginx ...")
     up_port = free_port()
-    upstream = start_nginx(children, workdir, "upstream", lambda d: upstream_nginx_conf(d, up_port), up_port, load_cpu)
+    upstream = start_nginx(children, workdir, "upstream", lambda d: upstream_nginx_conf(d, up_port), up_port, bench.load_cpu)
 
     progress("starting agent ...")
-    agent = start_agent(children, workdir, up_port, proxy_cpu)
+    agent = start_agent(children, workdir, up_port, bench.proxy_cpu)
     time.sleep(IDLE_SETTLE_S)
     agent_rss_idle = rss_mib(agent.proc.pid)
     if len(agent.pids) != 1:
         progress(f"note: the agent has child processes {agent.pids[1:]}; their CPU is counted too")
+    bench.services += [upstream, agent]
 
-    rows = [Row("agent", "agent (proxied)", "proxy", agent.port, PATH, agent)]
-    if have_haproxy:
+    load = LoadGenerator(children, loadgen_kind, args.connections, args.seconds, bench.load_cpu, preexec_fn=_die_with_parent)
+    rows = [Row("agent", "agent (proxied)", "proxy", agent.port, PATH, agent, load, upstream)]
+    if bench.have_haproxy:
         progress("starting HAProxy ...")
         hap_port = free_port()
-        hap = start_haproxy(children, workdir, hap_port, up_port, headers, proxy_cpu)
-        rows.append(Row("haproxy", "HAProxy (proxied)", "proxy", hap_port, PATH, hap))
+        hap = start_haproxy(children, workdir, hap_port, up_port, bench.headers, bench.proxy_cpu)
+        rows.append(Row("haproxy", "HAProxy (proxied)", "proxy", hap_port, PATH, hap, load, upstream))
+        bench.services.append(hap)
     else:
         progress("HAProxy not installed: its row is skipped (apt-get install -y haproxy)")
     progress("starting nginx as a proxy ...")
     ngx_port = free_port()
     ngx = start_nginx(
-        children, workdir, "nginx-proxy", lambda d: proxy_nginx_conf(d, ngx_port, up_port, headers), ngx_port, proxy_cpu
-    )
-    rows.append(Row("nginx", "nginx (proxied)", "proxy", ngx_port, PATH, ngx))
-    rows.append(Row("direct", "direct to upstream", "direct", up_port, PATH, None))
-    rows.append(Row("ready", "agent /health/ready", "health", agent.port, "/health/ready", agent))
+        children, workdir, "nginx-proxy", lambda d: proxy_nginx_conf(d, ngx_port, up_port, bench.headers), ngx_port,
+        bench.proxy_cpu,
+    )  # fmt: skip
+    bench.services.append(ngx)
+    rows.append(Row("nginx", "nginx (proxied)", "proxy", ngx_port, PATH, ngx, load, upstream))
+    rows.append(Row("direct", "direct to upstream", "direct", up_port, PATH, None, load, upstream))
+    rows.append(Row("ready", "agent /health/ready", "health", agent.port, "/health/ready", agent, load, upstream))
 
     progress("pre-check: status, body, request ID, trace context and security headers ...")
     for row in rows:
-        precheck(row, headers, up_port)
+        precheck(row, bench.headers, up_port)
+    return HttpRows(rows, agent, loadgen_kind, agent_rss_idle)
 
-    load = LoadGenerator(children, loadgen_kind, args.connections, args.seconds, load_cpu)
-    warm = LoadGenerator(children, loadgen_kind, args.connections, WARMUP_S, load_cpu)
-    warmup_requests: dict[str, int] = {}
+
+@dataclass
+class WebSocketRows:
+    rows: list[Row]
+    agent: AgentService
+    echo: Service
+
+
+def start_websocket_rows(bench: Bench) -> WebSocketRows:
+    """The echo server, a second agent and a second HAProxy in front of it (same configs)."""
+    args, children, workdir = bench.args, bench.children, bench.workdir
+    progress("starting the WebSocket echo server ...")
+    echo = start_websocket_echo(children, workdir, bench.load_cpu)
+    progress("starting an agent in front of it ...")
+    agent = start_agent(children, workdir, echo.port, bench.proxy_cpu, name="agent-ws")
+    bench.services += [echo, agent]
+    hap = None
+    if bench.have_haproxy:
+        progress("starting a HAProxy in front of it ...")
+        hap = start_haproxy(children, workdir, free_port(), echo.port, bench.headers, bench.proxy_cpu, name="haproxy-ws")
+        bench.services.append(hap)
+    rows = []
+    for size in WS_MESSAGE_BYTES:
+        label, key = (f"{size} B", str(size)) if size < 1024 else (f"{size // 1024} KiB", f"{size // 1024}k")
+        load = WebSocketLoad(children, args.connections, args.seconds, bench.load_cpu, size)
+        ends = [("agent", "agent", agent), ("haproxy", "HAProxy", hap), ("direct", "direct", None)]
+        for end_key, end_name, service in ends:
+            if end_key == "haproxy" and service is None:
+                continue
+            port = echo.port if service is None else service.port
+            rows.append(
+                Row(f"{end_key}_ws_{key}", f"{end_name} (ws {label})", "ws", port, WS_PATH, service, load, echo,
+                    WS_MESSAGES_PER_ROUND_TRIP)
+            )  # fmt: skip
+    progress("pre-check: WebSocket handshake, echoes byte for byte, ping, close ...")
+    for row in rows[: len(rows) // len(WS_MESSAGE_BYTES)]:  # one check per endpoint covers every size
+        precheck_websocket(row)
+    return WebSocketRows(rows, agent, echo)
+
+
+def measure_rounds(bench: Bench, rows: list[Row]) -> dict[str, int]:
+    """A warm-up per row, then ``--runs`` rounds of every row; the warm-ups' counts by row key."""
+    warmup: dict[str, int] = {}
     for row in rows:
         progress(f"warm-up {WARMUP_S} s: {row.name}")
+        warm = copy.copy(row.load)
+        warm.seconds = WARMUP_S
         result = warm.run(row.url)
-        warmup_requests[row.key] = result.requests
+        warmup[row.key] = result.requests
         if result.errors:
-            raise Fail(f"warm-up of {row.name}: {result.errors} errors (non-2xx/3xx or socket) in {result.requests} requests")
-
-    services = [agent, upstream, ngx, *([rows[1].service] if have_haproxy else [])]
-    for round_no in range(1, args.runs + 1):
+            raise Fail(f"warm-up of {row.name}: {result.errors} errors (non-2xx/3xx, socket or echo) in {result.requests}")
+    runs = bench.args.runs
+    for round_no in range(1, runs + 1):
         for row in rows:
-            progress(f"round {round_no}/{args.runs}: {row.name} ...")
-            row.runs.append(measure_once(row, load, upstream, proxy_cpu, load_cpu))
-            for service in services:
-                if service is not None and not service.alive():
+            progress(f"round {round_no}/{runs}: {row.name} ...")
+            row.runs.append(measure_once(row, bench.proxy_cpu, bench.load_cpu))
+            for service in bench.services:
+                if not service.alive():
                     raise Fail(f"{service.name} died during {row.name!r} (exit {service.proc.returncode}):\n{_tail(service.log)}")
+    return warmup
 
-    agent_rss_after = rss_mib(agent.proc.pid)
-    time.sleep(1.5)  # the agent's access log is batched; let the last batch reach the file
-    # Every request to PATH the agent answered: pre-check, warm-up and measured runs (wrk counts only
-    # completed responses, so the log may hold up to `connections` more lines per load run).
-    agent_proxied = PRECHECK_REQUESTS + warmup_requests["agent"] + sum(r.load.requests for r in rows[0].runs)
-    agent_access_lines, agent_log_problems, agent_log_first = _scan_agent_log(agent.log)
-    metrics_total = scrape_requests_total(agent.admin_port)
-    ready_after = http_get(agent.port, "/health/ready")
+
+def run(args: argparse.Namespace, children: Children, workdir: Path) -> dict[str, Any]:
+    proxy_cpu, load_cpu = plan_cpus()
+    have_haproxy = shutil.which("haproxy") is not None
+    bench = Bench(args, children, workdir, proxy_cpu, load_cpu, security_header_values(), have_haproxy)
+    loadavg_before = Path("/proc/loadavg").read_text().split()[0]
+    http = start_http_rows(bench) if args.only != "ws" else None
+    ws = start_websocket_rows(bench) if args.only != "http" else None
+    rows = [*(http.rows if http else []), *(ws.rows if ws else [])]
+    warmup = measure_rounds(bench, rows)
 
     summaries = [row.summary() | {"kind": row.kind} for row in rows]
-    by_key = {s["key"]: s for s in summaries}
-    agent_us = by_key["agent"]["proxy_cpu_us_per_req"]
-    hap_us = by_key.get("haproxy", {}).get("proxy_cpu_us_per_req")
-    ngx_us = by_key["nginx"]["proxy_cpu_us_per_req"]
-    rounds_ratio = (
-        [
-            round(a.proxy_us_per_req / h.proxy_us_per_req, 2)
-            for a, h in zip(rows[0].runs, rows[1].runs, strict=True)
-            if a.proxy_us_per_req and h.proxy_us_per_req
-        ]
-        if have_haproxy
-        else []
-    )
     all_runs = [run_ for row in rows for run_ in row.runs]
     meta = {
         "seconds": args.seconds,
         "connections": args.connections,
         "runs": args.runs,
-        "loadgen": loadgen_kind,
+        "only": args.only or "all",
+        "loadgen": http.loadgen_kind if http else None,
         "proxy_cpu": proxy_cpu if proxy_cpu is not None else "unpinned",
         "load_cpu": load_cpu if load_cpu is not None else "unpinned",
         "cpus": os.cpu_count(),
@@ -743,13 +905,51 @@ def run(args: argparse.Namespace, children: Children, workdir: Path) -> dict[str
         "event_loop": _event_loop(),
         "agent_version": _agent_version(),
         "haproxy": _version(["haproxy", "-v"]) if have_haproxy else "HAProxy not installed",
-        "nginx": _version(["nginx", "-v"]),
+        "nginx": _version(["nginx", "-v"]) if http else None,
         "clk_tck": CLK_TCK,
         "path": PATH,
         "body_bytes": len(BODY),
     }
-    extra: dict[str, Any] = {
-        "agent_rss_idle_mib": round(agent_rss_idle, 1),
+    extra: dict[str, Any] = {}
+    if http:
+        extra |= http_results(http, warmup, summaries)
+    if ws:
+        extra["websocket"] = websocket_results(ws, warmup, summaries, args)
+    extra["noise"] = {
+        "rps_spread_pct": {s["key"]: s["rps_spread_pct"] for s in summaries},
+        "cpu0_other_pct_max": round(max(r.cpu0_other_pct for r in all_runs), 1),
+        "steal_pct_max": round(max(r.steal_pct for r in all_runs), 1),
+        "loadavg_before": loadavg_before,
+        "loadavg_after": Path("/proc/loadavg").read_text().split()[0],
+    }
+    return {
+        "bench": "sidecar-agent/proxy",
+        "meta": meta,
+        "rows": summaries,
+        **extra,
+        "_table": render_table(meta, summaries, extra),
+    }
+
+
+def http_results(http: HttpRows, warmup: dict[str, int], summaries: list[dict[str, Any]]) -> dict[str, Any]:
+    agent = http.agent
+    rows = http.rows
+    agent_rss_after = rss_mib(agent.proc.pid)
+    time.sleep(1.5)  # the agent's access log is batched; let the last batch reach the file
+    # Every request to PATH the agent answered: pre-check, warm-up and measured runs (wrk counts only
+    # completed responses, so the log may hold up to `connections` more lines per load run).
+    agent_proxied = PRECHECK_REQUESTS + warmup["agent"] + sum(r.load.requests for r in rows[0].runs)
+    agent_access_lines, agent_log_problems, agent_log_first = _scan_agent_log(agent.log, PATH)
+    metrics_total = scrape_requests_total(agent.admin_port)
+    ready_after = http_get(agent.port, "/health/ready")
+
+    by_key = {s["key"]: s for s in summaries}
+    agent_us = by_key["agent"]["proxy_cpu_us_per_req"]
+    hap_us = by_key.get("haproxy", {}).get("proxy_cpu_us_per_req")
+    ngx_us = by_key["nginx"]["proxy_cpu_us_per_req"]
+    hap_row = next((row for row in rows if row.key == "haproxy"), None)
+    return {
+        "agent_rss_idle_mib": round(http.agent_rss_idle_mib, 1),
         "agent_rss_after_mib": round(agent_rss_after, 1),
         "agent_ready_s": round(agent.ready_s, 3),
         "agent_access_lines": agent_access_lines,
@@ -766,37 +966,69 @@ def run(args: argparse.Namespace, children: Children, workdir: Path) -> dict[str
         },
         "targets": {
             "agent_vs_haproxy_cpu_ratio": _ratio(agent_us, hap_us),
-            "agent_vs_haproxy_cpu_ratio_rounds": rounds_ratio,
+            "agent_vs_haproxy_cpu_ratio_rounds": _round_ratios(rows[0], hap_row),
             "agent_vs_haproxy_cpu_ratio_max": 2.5,
             "ready_rps": by_key["ready"]["rps_median"],
             "ready_rps_min": 25_000,
         },
-        "noise": {
-            "rps_spread_pct": {s["key"]: s["rps_spread_pct"] for s in summaries},
-            "cpu0_other_pct_max": round(max(r.cpu0_other_pct for r in all_runs), 1),
-            "steal_pct_max": round(max(r.steal_pct for r in all_runs), 1),
-            "loadavg_before": loadavg_before,
-            "loadavg_after": Path("/proc/loadavg").read_text().split()[0],
-        },
     }
+
+
+def websocket_results(
+    ws: WebSocketRows, warmup: dict[str, int], summaries: list[dict[str, Any]], args: argparse.Namespace
+) -> dict[str, Any]:
+    """The 2x target per message size, and the agent's tunnel access-log lines against the tunnels."""
+    time.sleep(1.5)  # the access log is batched
+    by_key = {s["key"]: s for s in summaries}
+    rows = {row.key: row for row in ws.rows}
+    targets = {}
+    for size in WS_MESSAGE_BYTES:
+        key = str(size) if size < 1024 else f"{size // 1024}k"
+        agent_us = by_key[f"agent_ws_{key}"]["proxy_cpu_us_per_msg"]
+        hap_us = by_key.get(f"haproxy_ws_{key}", {}).get("proxy_cpu_us_per_msg")
+        targets[key] = {
+            "message_bytes": size,
+            "agent_us_per_msg": agent_us,
+            "haproxy_us_per_msg": hap_us,
+            "agent_vs_haproxy_cpu_ratio": _ratio(agent_us, hap_us),
+            "agent_vs_haproxy_cpu_ratio_rounds": _round_ratios(rows[f"agent_ws_{key}"], rows.get(f"haproxy_ws_{key}")),
+            "agent_vs_haproxy_cpu_ratio_max": WS_TARGET_RATIO,
+        }
+    agent_rows = [row for row in ws.rows if row.service is ws.agent]
+    tunnels = 1 + args.connections * (len(agent_rows) + sum(len(row.runs) for row in agent_rows))  # pre-check, warm-ups, runs
+    access_lines, problems, first = _scan_agent_log(ws.agent.log, WS_PATH)
     return {
-        "bench": "sidecar-agent/proxy",
-        "meta": meta,
-        "rows": summaries,
-        **extra,
-        "_table": render_table(meta, summaries, extra),
+        "definition": "1 echo round trip = 2 messages through the proxy (client->app, app->client); "
+        "msgs/s = 2 x round trips/s; proxy us/msg = proxy CPU / messages; p50/p99 = round-trip time",
+        "echo_server": "python -m bench.websocket.echo (asyncio Protocol on uvloop), pinned with the client",
+        "targets": targets,
+        "agent_tunnels": tunnels,
+        "agent_tunnel_access_lines": access_lines,
+        "agent_log_warnings": problems,
+        "agent_log_warnings_first": first,
+        "agent_rss_after_mib": round(rss_mib(ws.agent.proc.pid), 1),
     }
+
+
+def _round_ratios(agent_row: Row, hap_row: Row | None) -> list[float]:
+    if hap_row is None:
+        return []
+    return [
+        round(a.proxy_us_per_req / h.proxy_us_per_req, 2)
+        for a, h in zip(agent_row.runs, hap_row.runs, strict=True)
+        if a.proxy_us_per_req and h.proxy_us_per_req
+    ]
 
 
 def _metrics_text(value: float | None) -> str:
     return "no answer from the admin /metrics" if value is None else f"{value:.0f}"
 
 
-def _scan_agent_log(log: Path) -> tuple[int, int, list[str]]:
-    """(access-log lines for PATH, warning/error lines, the first few of those) in the agent's stdout."""
+def _scan_agent_log(log: Path, path_text: str) -> tuple[int, int, list[str]]:
+    """(access-log lines for ``path_text``, warning/error lines, the first few of those) in the agent's stdout."""
     access = problems = 0
     first: list[str] = []
-    path = PATH.encode()
+    path = path_text.encode()
     with log.open("rb") as f:
         for line in f:
             if b'"logger":"agent.access"' in line:
@@ -850,6 +1082,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--loadgen", choices=("auto", "wrk", "python"), default="auto", help="default: wrk if installed")
     parser.add_argument("--json-out", type=Path, help="also write the JSON result to this file")
     parser.add_argument("--keep-workdir", action="store_true", help="keep the temp dir (configs, logs) for inspection")
+    parser.add_argument(
+        "--only", choices=("http", "ws"), help="only the HTTP rows, or only the WebSocket echo rows (default: both, interleaved)"
+    )
     args = parser.parse_args(argv)
     if args.seconds < 1 or args.connections < 1 or args.runs < 1:
         parser.error("--seconds, --connections and --runs must be >= 1")
@@ -880,8 +1115,23 @@ def main(argv: list[str] | None = None) -> int:
     status = 0
     bad = [r["name"] for r in result["rows"] if r["errors"]]
     if bad:
-        print(f"WARNING: errors (non-2xx/3xx or socket) during the measured runs of: {', '.join(bad)}", file=sys.stderr)
+        print(f"WARNING: errors (non-2xx/3xx, socket or echo) during the measured runs of: {', '.join(bad)}", file=sys.stderr)
         status = 1
+    if args.only != "ws":
+        status = max(status, _http_warnings(result))
+    ws = result.get("websocket")
+    if ws is not None and ws["agent_tunnel_access_lines"] < ws["agent_tunnels"]:
+        print("WARNING: fewer access-log lines from the WebSocket agent than tunnels it carried", file=sys.stderr)
+    line = json.dumps(result, separators=(",", ":"))
+    if args.json_out:
+        args.json_out.parent.mkdir(parents=True, exist_ok=True)
+        args.json_out.write_text(line + "\n")
+    print(line)
+    return status
+
+
+def _http_warnings(result: dict[str, Any]) -> int:
+    status = 0
     if not result["agent_metrics_requests"]:
         print("WARNING: the agent's /metrics does not count the proxied requests (metrics not wired?)", file=sys.stderr)
     if result["agent_access_lines"] < result["agent_proxied_requests"]:
@@ -889,11 +1139,6 @@ def main(argv: list[str] | None = None) -> int:
     if result["agent_ready_after_load"] != 200:
         print(f"WARNING: /health/ready answered {result['agent_ready_after_load']} after the load", file=sys.stderr)
         status = 1
-    line = json.dumps(result, separators=(",", ":"))
-    if args.json_out:
-        args.json_out.parent.mkdir(parents=True, exist_ok=True)
-        args.json_out.write_text(line + "\n")
-    print(line)
     return status
 
 

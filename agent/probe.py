@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import http.client
 import os
+import ssl
 import sys
 from urllib.parse import urlsplit, urlunsplit
 
@@ -25,7 +26,8 @@ def default_url(kind: str, config_path: str | None) -> str:
         host = "127.0.0.1" if host != "::" else "::1"
     if ":" in host:
         host = f"[{host}]"
-    return f"http://{host}:{port}{endpoint_path(kind, config)}"
+    scheme = "https" if config.server.tls.enabled else "http"
+    return f"{scheme}://{host}:{port}{endpoint_path(kind, config)}"
 
 
 def probe_url(kind: str, url: str | None, config_path: str | None) -> str:
@@ -49,10 +51,9 @@ def probe(kind: str, *, url: str | None, config_path: str | None, timeout_s: flo
         print(f"probe {kind}: invalid configuration: {exc}", file=sys.stderr)
         return False
     parts = urlsplit(target)
-    conn_cls = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
     request_target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     try:
-        conn = conn_cls(parts.hostname or "127.0.0.1", parts.port, timeout=timeout_s)
+        conn = _connection(parts.scheme, parts.hostname or "127.0.0.1", parts.port, timeout_s)
         conn.request("GET", request_target, headers={"User-Agent": "sidecar-agent-probe"})
         response = conn.getresponse()
         body = response.read(1024).decode("utf-8", "replace")
@@ -62,3 +63,14 @@ def probe(kind: str, *, url: str | None, config_path: str | None, timeout_s: flo
         return False
     print(f"probe {kind}: {response.status} {body.strip()}")
     return response.status == 200
+
+
+def _connection(scheme: str, host: str, port: int | None, timeout_s: float) -> http.client.HTTPConnection:
+    """Like the kubelet's HTTPS probes, the local probe does not verify the certificate: it asks
+    whether this agent answers, not who it is."""
+    if scheme != "https":
+        return http.client.HTTPConnection(host, port, timeout=timeout_s)
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return http.client.HTTPSConnection(host, port, timeout=timeout_s, context=context)

@@ -31,7 +31,9 @@ from agent import __version__
 from agent.app import create_admin_app, create_main, create_metrics, create_monitor
 from agent.config import AgentConfig, parse_listen
 from agent.health.monitor import Monitor
+from agent.metrics.tls import TlsCollector
 from agent.proxy.listener import MainListener
+from agent.tls import TlsError, TlsListener
 
 log = logging.getLogger("agent.server")
 
@@ -64,6 +66,8 @@ class Server:
         self._main: MainListener | None = None
         self._on_started = on_started
         self.addresses: dict[str, tuple[str, int]] = {}
+        self.tls: dict[str, TlsListener] = {}
+        self._reloader: asyncio.Task[None] | None = None
 
     async def serve(self) -> int:
         """Run until signalled; 0 after a clean drain, 1 when the agent cannot start."""
@@ -83,11 +87,15 @@ class Server:
     async def startup(self) -> None:
         if self.config.admin.enabled:
             require_c_http_parser()  # the admin listener is aiohttp; the main listener is llhttp
+        self.tls = tls_listeners(self.config)
         registry, http_metrics = create_metrics(self.config, self.monitor)
+        if self.tls:
+            registry.register(TlsCollector(self.tls.values()))
         self._main = create_main(self.config, self.monitor, registry, http_metrics)
         host, port = parse_listen(self.config.server.listen)
+        main_tls = self.tls.get("main")
         try:
-            self.addresses["main"] = await self._main.start(host, port)
+            self.addresses["main"] = await self._main.start(host, port, tls=main_tls.context if main_tls else None)
         except OSError as exc:
             self._main = None
             raise StartupError(f"main listener {self.config.server.listen}: {exc.strerror or exc}") from None
@@ -95,6 +103,9 @@ class Server:
             admin_app = create_admin_app(self.config, self.monitor, registry, tunnels_open=lambda: http_metrics.tunnels_open)
             await self._listen("admin", admin_app, self.config.admin.listen, ADMIN_SHUTDOWN_TIMEOUT_S)
         self.monitor.start()
+        if self.tls:
+            self._reloader = asyncio.create_task(self._reload_certificates(), name="tls-reloader")
+        warn_unverified_upstream(self.config)
         log.info(
             "agent started",
             extra={
@@ -113,7 +124,8 @@ class Server:
         await runner.setup()
         self._runners.append(runner)
         host, port = parse_listen(listen)
-        site = web.TCPSite(runner, host, port, reuse_address=True, backlog=1024)
+        tls = self.tls.get(name)
+        site = web.TCPSite(runner, host, port, reuse_address=True, backlog=1024, ssl_context=tls.context if tls else None)
         try:
             await site.start()
         except OSError as exc:
@@ -133,6 +145,21 @@ class Server:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._on_signal, sig)
+        loop.add_signal_handler(signal.SIGHUP, self.reload_certificates)
+
+    def reload_certificates(self) -> None:
+        """SIGHUP: load every TLS listener's files again now."""
+        log.info("SIGHUP: reloading certificates", extra={"listeners": sorted(self.tls)})
+        for listener in self.tls.values():
+            listener.reload(force=True)
+
+    async def _reload_certificates(self) -> None:
+        """Check the certificate files for changes every ``reload_interval_s``."""
+        interval_s = min(listener.config.reload_interval_s for listener in self.tls.values())
+        while True:
+            await asyncio.sleep(interval_s)
+            for listener in self.tls.values():
+                listener.reload()
 
     def _on_signal(self, sig: signal.Signals) -> None:
         self._signals_seen += 1
@@ -153,6 +180,10 @@ class Server:
         log.info("agent stopped", extra={"shutdown_s": round(time.monotonic() - started, 3)})
 
     async def _close_runners(self) -> None:
+        if self._reloader is not None:
+            self._reloader.cancel()
+            await asyncio.gather(self._reloader, return_exceptions=True)
+            self._reloader = None
         # Main first (it waits for in-flight requests), admin last so scrapes see the drain.
         if self._main is not None:
             await self._main.close(self.config.server.shutdown_timeout_s)
@@ -160,6 +191,28 @@ class Server:
         for runner in self._runners:
             await runner.cleanup()
         self._runners.clear()
+
+
+def tls_listeners(config: AgentConfig) -> dict[str, TlsListener]:
+    """The listeners that serve TLS, their certificates loaded; :class:`StartupError` when one cannot."""
+    wanted = {"main": config.server.tls, "admin": config.admin.tls if config.admin.enabled else None}
+    listeners = {}
+    for name, tls in wanted.items():
+        if tls is None or not tls.enabled:
+            continue
+        try:
+            listeners[name] = TlsListener(name, tls)
+        except TlsError as exc:
+            raise StartupError(f"{name} listener TLS: {exc}") from None
+    return listeners
+
+
+def warn_unverified_upstream(config: AgentConfig) -> None:
+    if config.upstream.url.startswith("https://") and not config.upstream.tls.verify:
+        log.warning(
+            "upstream.tls.verify = false: the app's certificate is NOT verified; anyone on the path can impersonate it",
+            extra={"upstream": config.upstream.url},
+        )
 
 
 def run_with_best_loop(main: Callable[[], Coroutine[Any, Any, int]]) -> int:

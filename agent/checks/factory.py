@@ -19,6 +19,7 @@ from agent.config import (
     TcpSettings,
     parse_status_ranges,
 )
+from agent.tls import client_context
 
 Close = Callable[[], Awaitable[None]]
 
@@ -30,7 +31,8 @@ def make_check(config: CheckConfig) -> tuple[Check, Close | None]:
         pg = PostgresProbe(settings, timeout_s=config.timeout_s)
         return pg.check, pg.close
     if isinstance(settings, HttpSettings):
-        http = HttpProbe(settings.url, parse_status_ranges(settings.expect_status), unix_socket=settings.unix_socket)
+        tls = client_context(settings.tls) if settings.url.startswith("https://") else None
+        http = HttpProbe(settings.url, parse_status_ranges(settings.expect_status), unix_socket=settings.unix_socket, tls=tls)
         return http.check, http.close
     if isinstance(settings, TcpSettings):
         return make_tcp_check(settings.host, settings.port), None

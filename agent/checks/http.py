@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ssl
+
 import aiohttp
 
 from agent.checks.base import CheckResult, failed, passed
@@ -12,10 +14,11 @@ StatusRanges = tuple[tuple[int, int], ...]
 class HttpProbe:
     """Owns one small client session; ``check`` GETs the URL, never follows redirects."""
 
-    def __init__(self, url: str, expect: StatusRanges, *, unix_socket: str = "") -> None:
+    def __init__(self, url: str, expect: StatusRanges, *, unix_socket: str = "", tls: ssl.SSLContext | None = None) -> None:
         self.url = url
         self.expect = expect
         self.unix_socket = unix_socket
+        self.tls = tls  # for https:// URLs; None: the system trust store
         self._session: aiohttp.ClientSession | None = None
 
     def _get_session(self) -> aiohttp.ClientSession:
@@ -23,7 +26,7 @@ class HttpProbe:
             connector: aiohttp.BaseConnector = (
                 aiohttp.UnixConnector(path=self.unix_socket, limit=2)
                 if self.unix_socket
-                else aiohttp.TCPConnector(limit=2, use_dns_cache=True)
+                else aiohttp.TCPConnector(limit=2, use_dns_cache=True, ssl=self.tls if self.tls is not None else True)
             )
             self._session = aiohttp.ClientSession(
                 connector=connector,

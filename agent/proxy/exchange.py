@@ -438,6 +438,7 @@ def _report(exchange: Exchange, aborted: bool) -> None:
                 user_agent=head.user_agent[:512].decode("latin-1"),
                 upstream_s=(now - exchange.upstream_started) if exchange.upstream_started else None,
                 aborted=aborted,
+                client_cert_subject=exchange.client.client_cert.subject if exchange.client.client_cert is not None else None,
             )
         )
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+import ssl
 import time
 
 import httptools
@@ -26,6 +27,7 @@ from agent.proxy.response_head import error_answer
 from agent.proxy.settings import ProxyLimits
 from agent.proxy.wire import CONTINUE_100
 from agent.rules.ids import new_ids
+from agent.tls import ClientCertificate, client_certificate
 
 log = logging.getLogger("agent.proxy")
 
@@ -48,6 +50,8 @@ class ClientConnection(asyncio.Protocol):
         self.parser = httptools.HttpRequestParser(self)
         self.peer: str | None = None
         self.trusted = False
+        self.tls = False
+        self.client_cert: ClientCertificate | None = None
         self.http11 = True
         self.closed = False
         self.current: Exchange | None = None
@@ -80,6 +84,9 @@ class ClientConnection(asyncio.Protocol):
         peername = transport.get_extra_info("peername")
         self.peer = peername[0] if isinstance(peername, tuple) else None
         self.trusted = self.ctx.settings.is_trusted(self.peer)
+        ssl_object = transport.get_extra_info("ssl_object")
+        self.tls = ssl_object is not None  # the agent terminated TLS for this connection
+        self.client_cert = client_certificate(ssl_object)  # once per connection, when one was verified
         self.ctx.connections.add(self)
 
     def data_received(self, data: bytes) -> None:
@@ -240,6 +247,7 @@ class ClientConnection(asyncio.Protocol):
             upgrade=parser.should_upgrade(),
             keep_alive=parser.should_keep_alive() and not self.ctx.draining,
             trusted=self.trusted,
+            tls=self.tls,
         )
         self.http11 = head.http11
         return head
@@ -250,7 +258,12 @@ class ClientConnection(asyncio.Protocol):
             return Exchange(self, head, b"")
         try:
             request_head = upstream_request_head(
-                head, ctx.settings, peer=self.peer, trusted=self.trusted, authority=ctx.upstream_authority
+                head,
+                ctx.settings,
+                peer=self.peer,
+                trusted=self.trusted,
+                authority=ctx.upstream_authority,
+                client_cert=self.client_cert.forwarded.encode() if self.client_cert is not None else None,
             )
         except Exception as exc:  # answered with the ids the request brought
             raise Reject("internal error building the upstream head", 500, "INTERNAL_ERROR", ids=head.ids, cause=exc) from exc
@@ -512,9 +525,17 @@ class MainListener:
         self.server: asyncio.Server | None = None
         self._sweeper: asyncio.Task[None] | None = None
 
-    async def start(self, host: str, port: int) -> tuple[str, int]:
+    async def start(self, host: str, port: int, *, tls: ssl.SSLContext | None = None) -> tuple[str, int]:
         loop = asyncio.get_running_loop()
-        self.server = await loop.create_server(lambda: ClientConnection(self.ctx), host, port, reuse_address=True, backlog=1024)
+        self.server = await loop.create_server(
+            lambda: ClientConnection(self.ctx),
+            host,
+            port,
+            reuse_address=True,
+            backlog=1024,
+            ssl=tls,
+            ssl_handshake_timeout=self.ctx.limits.header_timeout_s if tls is not None else None,
+        )
         self._sweeper = asyncio.create_task(self._sweep_forever(), name="main-listener-sweeper")
         address = self.server.sockets[0].getsockname()
         return address[0], address[1]

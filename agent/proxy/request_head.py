@@ -64,6 +64,7 @@ class RequestHead:
         "origin",
         "path",
         "target",
+        "tls",
         "upgrade",
         "user_agent",
         "xff",
@@ -90,7 +91,8 @@ class RequestHead:
         self.chunked_in = False
         self.expect_continue = False
         self.keep_alive = True
-        self.https = False
+        self.https = False  # HTTPS as far as the agent can tell: its own TLS, or a trusted proxy's word
+        self.tls = False
         self.local: str | None = None  # answered by the agent itself (health, metrics, preflight)
         self.cors = b""  # CORS lines for the response, when the origin is allowed
         self.upgrade: bytes | None = None  # the Upgrade value, when the request asks for an allowed tunnel
@@ -111,8 +113,10 @@ def parse_request_head(
     upgrade: bool,
     keep_alive: bool,
     trusted: bool,
+    tls: bool = False,
 ) -> RequestHead:
-    """The validated head; raises :class:`Reject`. ``trusted``: the peer is a trusted proxy."""
+    """The validated head; raises :class:`Reject`. ``trusted``: the peer is a trusted proxy;
+    ``tls``: the request arrived over TLS the agent terminated."""
     if version not in ("1.1", "1.0"):
         raise Reject(f"unsupported HTTP version {version[:8]!r}")
     head = RequestHead(method, target, version == "1.1", headers)
@@ -122,7 +126,8 @@ def parse_request_head(
     if upgrade and upgrade_value is not None:
         head.upgrade = _allowed_upgrade(settings, head, upgrade_value)
     head.keep_alive = keep_alive
-    head.https = trusted and (head.xfp or b"").lower() == b"https"
+    head.tls = tls
+    head.https = tls or (trusted and (head.xfp or b"").lower() == b"https")
     head.local = settings.local_paths.get(head.path)
     cors = settings.cors
     if cors.enabled:
@@ -215,7 +220,13 @@ def _allowed_upgrade(settings: ProxySettings, head: RequestHead, value: bytes) -
 
 
 def upstream_request_head(
-    head: RequestHead, settings: ProxySettings, *, peer: str | None, trusted: bool, authority: bytes
+    head: RequestHead,
+    settings: ProxySettings,
+    *,
+    peer: str | None,
+    trusted: bool,
+    authority: bytes,
+    client_cert: bytes | None = None,
 ) -> bytes:
     """The head sent to the app: the client's fields minus hop-by-hop ones, plus the agent's own.
 
@@ -239,6 +250,8 @@ def upstream_request_head(
     append(_forwarded_lines(head, settings, peer=(peer or "").encode(), trusted=trusted))
     if head.upgrade is not None:
         append(b"Connection: Upgrade\r\nUpgrade: %s\r\n" % head.upgrade)
+    if client_cert is not None and settings.forward_client_cert:
+        append(b"X-Forwarded-Client-Cert: %s\r\n" % client_cert)
     if head.chunked_in:
         append(b"Transfer-Encoding: chunked\r\n\r\n")
     elif head.content_length >= 0:
@@ -254,7 +267,7 @@ def _forwarded_lines(head: RequestHead, settings: ProxySettings, *, peer: bytes,
     forwarded_host = head.xfh if trusted and head.xfh else head.host
     return b"X-Forwarded-For: %s\r\nX-Forwarded-Proto: %s\r\n%s%s: %s\r\ntraceparent: %s\r\n" % (
         xff + b", " + peer if trusted and xff else peer,
-        xfp if trusted and xfp else b"http",
+        xfp if trusted and xfp else b"https" if head.tls else b"http",
         b"X-Forwarded-Host: %s\r\n" % forwarded_host if forwarded_host else b"",
         settings.request_id_name,
         head.ids.request_id.encode(),

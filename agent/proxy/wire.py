@@ -24,7 +24,9 @@ HOP_BY_HOP = frozenset(
     }
 )
 # Request fields the proxy replaces with its own values.
-REQUEST_REPLACED = frozenset({b"host", b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host", b"forwarded", b"expect"})
+REQUEST_REPLACED = frozenset(
+    {b"host", b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host", b"forwarded", b"expect", b"x-forwarded-client-cert"}
+)
 
 IDEMPOTENT_METHODS = frozenset({b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b"DELETE"})
 

@@ -30,6 +30,7 @@ def access_event(
     user_agent: str,
     upstream_s: float | None,
     aborted: bool = False,
+    client_cert_subject: str | None = None,
 ) -> dict[str, Any]:
     """The event as it is written: fixed keys first (``timestamp``, ``level``, ``logger``, ``message``)."""
     event: dict[str, Any] = {
@@ -50,4 +51,6 @@ def access_event(
     }
     if aborted:
         event["aborted"] = True
+    if client_cert_subject is not None:  # the verified client certificate of a TLS connection
+        event["client_cert_subject"] = client_cert_subject[:MAX_LOGGED_CHARS]
     return event

@@ -69,6 +69,10 @@ class Setup:
         self.agent.listener.ctx.access_log.flush()
         return [orjson.loads(line) for line in self.access.getvalue().splitlines() if line.strip()]
 
+    def closed_by(self, request_id: str) -> list[str]:
+        """``closed_by`` of the access lines of the tunnels opened by ``request_id``."""
+        return [r["closed_by"] for r in self.access_lines() if r.get("request_id") == request_id and r["status"] == 101]
+
     async def metrics(self) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
         response = await self.agent.admin.get("/metrics")
         assert response.status == 200
@@ -278,19 +282,21 @@ async def test_ping_and_pong_both_ways(setup: Setup, kind: str) -> None:
 @pytest.mark.parametrize("kind", CLIENTS)
 async def test_close_code_from_the_client_reaches_the_app(setup: Setup, kind: str) -> None:
     sid = session_id()
-    async with connect(kind, setup.url(f"/ws?id={sid}")) as client:
+    async with connect(kind, setup.url(f"/ws?id={sid}"), {"X-Request-ID": f"close-{sid}"}) as client:
         await client.send("last words")
         assert await client.recv() == "last words"
         await client.close(4000, "client done")
     session = await wait_session(setup.app, sid)
     assert session.close_code == 4000
     await setup.no_tunnels_left()
+    # The client began the close handshake, though the app (the server) ends TCP first (RFC 6455 §7.1.1).
+    assert setup.closed_by(f"close-{sid}") == ["client"]
 
 
 @pytest.mark.parametrize("kind", CLIENTS)
 async def test_close_code_from_the_app_reaches_the_client(setup: Setup, kind: str) -> None:
     sid = session_id()
-    async with connect(kind, setup.url(f"/ws?id={sid}&close=4001")) as client:
+    async with connect(kind, setup.url(f"/ws?id={sid}&close=4001"), {"X-Request-ID": f"close-{sid}"}) as client:
         await client.send("one")
         assert await client.recv() == "one"
         assert await client.closed_by_app() == 4001
@@ -299,6 +305,7 @@ async def test_close_code_from_the_app_reaches_the_client(setup: Setup, kind: st
     # websockets echoes the code (RFC 6455 §5.5.1 "typically"), aiohttp's client answers 1000.
     assert session.close_code == (4001 if kind == "websockets" else 1000)
     await setup.no_tunnels_left()
+    assert setup.closed_by(f"close-{sid}") == ["upstream"]
 
 
 @pytest.mark.parametrize("kind", CLIENTS)
@@ -441,7 +448,7 @@ async def test_a_tunnel_is_one_access_line_and_metrics_go_back_to_zero(setup: Se
     # aiohttp's client sends no extension: its frames are exactly text "hello" and Close(4000, "bye").
     assert line["bytes_in"] == masked_frame_size(5) + masked_frame_size(2 + 3) == bytes_in
     assert line["bytes_out"] == bytes_out and line["bytes_out"] >= 2 + 5 + 2  # the echo and the app's Close
-    assert line["closed_by"] in ("client", "upstream")
+    assert line["closed_by"] == "client"
 
 
 async def test_an_idle_tunnel_is_closed_after_upgrade_idle_timeout(app_server: TestServer, aiohttp_client: Any) -> None:

@@ -118,6 +118,8 @@ class ClientConnection(asyncio.Protocol):
             self._after_upgrade = data[upgrade.args[0] :]
             if self._last is not None and self._last.head.upgrade is not None:
                 self._upgrading = self._last
+                if self._last.done:  # answered by the agent itself (a local path) as it was parsed: no 101 comes
+                    asyncio.get_running_loop().call_soon(self._resume_http)
             else:
                 for exchange in (self.current, *self.queue):
                     if exchange is not None:

@@ -871,8 +871,13 @@ def upgrades(b: Builder) -> None:
         served(statuses=(200, 200), count=1),
         source=src,
         note="the agent answers /health/live itself (no switch), then the request behind it",
-        bug="the local answer comes before the parser stops at the upgrade, so nothing resumes HTTP: "
-        "the connection stays paused until keepalive_timeout_s (agent/proxy/listener.py _feed)",
+    )
+    b.add(
+        "upgrade-websocket-local-path-pipelined-many",
+        request(b"GET", b"/health/live", websocket) * 300 + request(b"GET", b"/after"),
+        served(statuses=(200,) * 301, count=1),
+        source=src,
+        note="300 handshakes the agent answers itself, in one write: each resumes HTTP in turn, without recursion",
     )
     b.add(
         "upgrade-h2c-local-path",

@@ -885,8 +885,6 @@ def upgrades(b: Builder) -> None:
         refused(200),
         source=src,
         note="like header-upgrade-h2c, answered by the agent itself: the connection ends with the response",
-        bug="the local answer goes out keep-alive before the parser stops at the upgrade; the connection then "
-        "stays paused, unread, until keepalive_timeout_s (agent/proxy/listener.py _feed)",
     )
     b.add(
         "upgrade-h2c-pipelined-request",

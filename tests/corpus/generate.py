@@ -730,8 +730,6 @@ def pipelining(b: Builder) -> None:
         {"statuses": (200,) * 1001, "close": False, "upstream": "1", "upstream_bodies": ()},
         source=src,
         note="1,000 health probes queued behind a proxied request: answered in order once it is",
-        bug="each queued answer the agent makes itself begins the next one inside exchange_done, a few "
-        "frames deeper each: RecursionError after about 200 (agent/proxy/listener.py exchange_done)",
         split=False,  # the point is one large read: every probe queued behind the first request
     )
 

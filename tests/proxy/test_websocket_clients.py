@@ -13,8 +13,10 @@ The app resetting its connection mid-tunnel (``FaultProxy``) ends the client's, 
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import io
+import os
 import random
 import time
 import uuid
@@ -266,6 +268,30 @@ async def test_a_message_right_behind_the_101_is_not_lost(setup: Setup, kind: st
         assert await client.recv() == "welcome"
         await client.send("and then")
         assert await client.recv() == "and then"
+
+
+async def test_a_frame_sent_behind_the_handshake_reaches_the_app(setup: Setup) -> None:
+    # A client that does not wait for the 101: its frame comes in the same read as the handshake.
+    sid = session_id()
+    key = base64.b64encode(os.urandom(16))
+    handshake = (
+        b"GET /ws?id=%s HTTP/1.1\r\nHost: app\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
+        b"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: %s\r\n\r\n" % (sid.encode(), key)
+    )
+    hello = b"\x81\x85\x37\xfa\x21\x3d\x7f\x9f\x4d\x51\x58"  # "Hello", masked (RFC 6455 §5.7)
+    port = int(setup.agent.main_url.rsplit(":", 1)[1])
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(handshake + hello)
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), RECEIVE_TIMEOUT_S)
+        assert head.startswith(b"HTTP/1.1 101 "), head
+        accept = base64.b64encode(hashlib.sha1(key + b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11").digest())
+        assert b"\r\nSec-WebSocket-Accept: %s\r\n" % accept in head
+        assert await asyncio.wait_for(reader.readexactly(7), RECEIVE_TIMEOUT_S) == b"\x81\x05Hello"  # the echo
+    finally:
+        writer.close()
+    session = await wait_session(setup.app, sid)
+    assert session.messages == 1
 
 
 @pytest.mark.parametrize("kind", CLIENTS)

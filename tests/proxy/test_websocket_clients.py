@@ -7,7 +7,8 @@ The agent's head and keep-alive deadlines are set far below the silence, so the 
 arrives if they stop applying after the 101 (envoyproxy/envoy#20062 is that bug in another proxy).
 The handshake keeps what the app needs (``Sec-WebSocket-Key``, ``Origin``) and gains the agent's
 ids and ``X-Forwarded-For``; a tunnel ends with one access-log line and leaves the metrics at 0.
-The app resetting its connection mid-tunnel (``FaultProxy``) ends the client's, and nothing leaks.
+The app's connection cut mid-tunnel (``FaultProxy``, by RST or FIN) ends the client's, a client
+vanishing ends the app's, and nothing leaks: no tunnel, no in-flight request, metrics back to 0.
 """
 
 from __future__ import annotations

@@ -125,6 +125,8 @@ class ClientConnection(asyncio.Protocol):
             self._after_upgrade = data[upgrade.args[0] :]
             if self._last is not None and self._last.head.upgrade is not None:
                 self._upgrading = self._last
+                if self._last.done:  # answered by the agent itself (a local path) as it was parsed: no 101 comes
+                    asyncio.get_running_loop().call_soon(self._resume_http)
             else:
                 for exchange in (self.current, *self.queue):
                     if exchange is not None:
@@ -398,11 +400,21 @@ class ClientConnection(asyncio.Protocol):
             if not self.queue:
                 self.resume_reading("pipeline")
             if nxt.head.local is None or nxt.request_done:
-                nxt.begin()
+                # On the next loop turn: an answer the agent makes at once (a health probe, a 503)
+                # would finish inside this call and begin the next, one level deeper each time.
+                asyncio.get_running_loop().call_soon(self._begin_queued, nxt)
             return
         self.resume_reading("pipeline")
         if exchange is self._upgrading:  # the app did not switch protocols: the connection goes on as HTTP
             self._resume_http()
+
+    def _begin_queued(self, exchange: Exchange) -> None:
+        if exchange is not self.current or exchange.done or self.closed:
+            return
+        try:
+            exchange.begin()
+        except Exception as exc:
+            self.internal_error(exc, "begin")
 
     def _resume_http(self) -> None:
         rest, self._after_upgrade, self._upgrading = self._after_upgrade, b"", None

@@ -125,7 +125,10 @@ def parse_request_head(
     _validate(settings, head, hosts, te_values, upgrade, ids)
     if upgrade and upgrade_value is not None:
         head.upgrade = _allowed_upgrade(settings, head, upgrade_value)
-    head.keep_alive = keep_alive
+    # llhttp stops after any upgrade request; one the agent does not tunnel ends the connection
+    # with its response (agent/proxy/listener.py), and that response must say so, even when the
+    # agent answers it itself before the parser stops.
+    head.keep_alive = keep_alive and not (upgrade and head.upgrade is None)
     head.tls = tls
     head.https = tls or (trusted and (head.xfp or b"").lower() == b"https")
     head.local = settings.local_paths.get(head.path)

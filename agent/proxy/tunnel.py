@@ -219,6 +219,10 @@ class Tunnel:
                 data = self._while_closing(source, dest, data)
             else:
                 frames.feed(data)
+                if frames.saw_close and self.closed_by is None:
+                    # RFC 6455 §7.1.2: the side whose Close frame came first closed the connection;
+                    # who ends TCP first after the handshake says nothing (§7.1.1, and clients differ).
+                    self.closed_by = source.name
         if not data:
             return
         if source is self.client:

@@ -2,7 +2,7 @@
 
 The ``.expect`` format is described in ``tests/corpus/README.md``; in short, ``key: value`` lines,
 ``#`` comments, keys ``status``, ``close``, ``upstream`` (required) and ``upstream-body``,
-``interim``, ``split``, ``source``, ``note``, ``bug``, ``origin`` (optional).
+``upstream-upgrade``, ``interim``, ``split``, ``source``, ``note``, ``bug``, ``origin`` (optional).
 """
 
 from __future__ import annotations
@@ -14,7 +14,19 @@ from pathlib import Path
 
 CORPUS_DIR = Path(__file__).parent / "requests"
 GENERATED = "generate.py"
-KNOWN_KEYS = {"status", "close", "upstream", "upstream-body", "interim", "split", "source", "note", "bug", "origin"}
+KNOWN_KEYS = {
+    "status",
+    "close",
+    "upstream",
+    "upstream-body",
+    "upstream-upgrade",
+    "interim",
+    "split",
+    "source",
+    "note",
+    "bug",
+    "origin",
+}
 REPEATABLE = {"upstream-body", "source", "note"}
 NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
 
@@ -29,6 +41,9 @@ class Expectation:
     close: bool  # the agent must close the connection after them
     upstream: str  # "none" (not one byte), "incomplete" (bytes, no complete request), or a count >= 1
     upstream_bodies: tuple[bytes, ...] = ()
+    # The Upgrade value each upstream request carries with "Connection: Upgrade" ("-": none);
+    # empty: no upstream request may carry either field.
+    upstream_upgrades: tuple[str, ...] = ()
     interim: int | None = None  # number of 1xx responses, when checked
     sources: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()
@@ -119,11 +134,15 @@ def parse_expect(text: str) -> Expectation:
     bodies = tuple(unescape(v) for v in values.get("upstream-body", []))
     if bodies and len(bodies) != (int(upstream) if upstream.isdigit() else 0):
         raise CorpusFormatError("upstream-body must be given once per upstream request")
+    upgrades = tuple(values.get("upstream-upgrade", [""])[0].split())
+    if upgrades and len(upgrades) != (int(upstream) if upstream.isdigit() else 0):
+        raise CorpusFormatError("upstream-upgrade must have one value (or -) per upstream request")
     return Expectation(
         statuses=parse_status(values["status"][0]),
         close=close == "yes",
         upstream=upstream,
         upstream_bodies=bodies,
+        upstream_upgrades=upgrades,
         interim=int(interim) if interim is not None else None,
         split=split == "yes",
         sources=tuple(values.get("source", [])),
@@ -140,6 +159,8 @@ def render_expect(expect: Expectation) -> str:
         f"upstream: {expect.upstream}",
     ]
     lines += [f"upstream-body: {escape(body)}" for body in expect.upstream_bodies]
+    if expect.upstream_upgrades:
+        lines.append(f"upstream-upgrade: {' '.join(expect.upstream_upgrades)}")
     if expect.interim is not None:
         lines.append(f"interim: {expect.interim}")
     if not expect.split:

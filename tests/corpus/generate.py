@@ -53,7 +53,11 @@ def refused(status: int = 400, *, upstream: str = "none", interim: int | None = 
 
 
 def served(
-    *bodies: bytes, statuses: tuple[int, ...] | None = None, close: bool = False, count: int | None = None
+    *bodies: bytes,
+    statuses: tuple[int, ...] | None = None,
+    close: bool = False,
+    count: int | None = None,
+    upgrades: tuple[str, ...] = (),
 ) -> dict[str, object]:
     n = count if count is not None else max(len(bodies), 1)
     return {
@@ -61,6 +65,7 @@ def served(
         "close": close,
         "upstream": str(n),
         "upstream_bodies": bodies,
+        "upstream_upgrades": upgrades,
     }
 
 
@@ -86,6 +91,7 @@ class Builder:
             close=outcome["close"],  # type: ignore[arg-type]
             upstream=outcome["upstream"],  # type: ignore[arg-type]
             upstream_bodies=outcome.get("upstream_bodies", ()),  # type: ignore[arg-type]
+            upstream_upgrades=outcome.get("upstream_upgrades", ()),  # type: ignore[arg-type]
             interim=outcome.get("interim"),  # type: ignore[arg-type]
             split=split,
             sources=(source,) if isinstance(source, str) else source,
@@ -718,6 +724,14 @@ def pipelining(b: Builder) -> None:
         source=src,
         note="the health answer comes from the agent, in order",
     )
+    b.add(
+        "pipeline-proxied-then-local-1000",
+        get(b"/first") + get(b"/health/live") * 1000,
+        {"statuses": (200,) * 1001, "close": False, "upstream": "1", "upstream_bodies": ()},
+        source=src,
+        note="1,000 health probes queued behind a proxied request: answered in order once it is",
+        split=False,  # the point is one large read: every probe queued behind the first request
+    )
 
 
 # --------------------------------------------------------------------------- bodies and deadlines
@@ -786,6 +800,117 @@ def bodies(b: Builder) -> None:
 
 
 # --------------------------------------------------------------------------- controls
+# --------------------------------------------------------------------------- Upgrade
+def upgrades(b: Builder) -> None:
+    """Upgrade requests the recording upstream does not switch for (it always answers 200).
+
+    Whether a 101 tunnel carries the bytes is tests/proxy/test_websocket_clients.py's business; here
+    the point is what happens around it: what reaches the app, and what the bytes after the head
+    become when the app does not switch (RFC 9110 §7.8: the connection goes on as HTTP/1.1).
+    """
+    src = ("RFC 9110 §7.8", "RFC 6455 §4.1", "reliability-anchors.md §2c, §7 C11")
+    websocket = [
+        b"Connection: Upgrade\r\n",
+        b"Upgrade: websocket\r\n",
+        b"Sec-WebSocket-Version: 13\r\n",
+        b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n",
+    ]
+    handshake = request(b"GET", b"/ws", websocket)
+    b.add(
+        "upgrade-websocket-not-switched",
+        handshake,
+        served(upgrades=("websocket",)),
+        source=src,
+        note="forwarded with Connection: Upgrade and Upgrade: websocket; the app answered 200, so the connection stays HTTP",
+    )
+    b.add(
+        "upgrade-websocket-pipelined-request",
+        handshake + request(b"GET", b"/after"),
+        served(count=2, upgrades=("websocket", "-")),
+        source=src,
+        note="the request behind the handshake waits for the app's answer, then is a request like any other",
+    )
+    frame = b"\x81\x85\x37\xfa\x21\x3d\x7f\x9f\x4d\x51\x58"  # "Hello", masked (RFC 6455 §5.7)
+    b.add(
+        "upgrade-websocket-frame-before-101",
+        handshake + frame,
+        {"statuses": (200, 400), "close": True, "upstream": "1", "upstream_upgrades": ("websocket",)},
+        source=src,
+        note="a client that does not wait for the 101: without a switch its frame is read as HTTP and refused, never relayed",
+    )
+    b.add(
+        "upgrade-websocket-http10",
+        request(b"GET", b"/ws", websocket, version=b"HTTP/1.0"),
+        refused(),
+        source=src,
+        note="pinned: a WebSocket handshake is GET on HTTP/1.1 (RFC 6455 §4.1); the agent refuses, not forwards",
+    )
+    b.add(
+        "upgrade-websocket-post",
+        request(b"POST", b"/ws", websocket),
+        refused(),
+        source=src,
+        note="pinned: a WebSocket handshake is GET (RFC 6455 §4.1)",
+    )
+    b.add(
+        "upgrade-websocket-keep-alive-upgrade",
+        request(b"GET", b"/ws", [b"Connection: keep-alive, Upgrade\r\n", *websocket[1:]]),
+        served(upgrades=("websocket",)),
+        source=src,
+        note="Firefox's Connection value; the app gets Connection: Upgrade alone",
+    )
+    b.add(
+        "upgrade-websocket-and-h2c",
+        request(b"GET", b"/ws", [websocket[0], b"Upgrade: h2c, websocket\r\n", *websocket[2:]]),
+        served(upgrades=("websocket",)),
+        source=src,
+        note="only the protocol in proxy.upgrades is offered to the app",
+    )
+    b.add(
+        "upgrade-websocket-not-in-connection",
+        request(b"GET", b"/ws", [b"Connection: keep-alive\r\n", *websocket[1:]]),
+        served(),
+        source=src,
+        note="Upgrade not named in Connection: a plain request, Upgrade dropped as hop-by-hop",
+    )
+    b.add(
+        "upgrade-websocket-local-path-pipelined",
+        request(b"GET", b"/health/live", websocket) + request(b"GET", b"/after"),
+        served(statuses=(200, 200), count=1),
+        source=src,
+        note="the agent answers /health/live itself (no switch), then the request behind it",
+    )
+    b.add(
+        "upgrade-websocket-local-path-pipelined-many",
+        request(b"GET", b"/health/live", websocket) * 300 + request(b"GET", b"/after"),
+        served(statuses=(200,) * 301, count=1),
+        source=src,
+        note="300 handshakes the agent answers itself, in one write: each resumes HTTP in turn, without recursion",
+    )
+    b.add(
+        "upgrade-h2c-local-path",
+        request(b"GET", b"/health/live", [b"Connection: Upgrade\r\n", b"Upgrade: h2c\r\n"]),
+        refused(200),
+        source=src,
+        note="like header-upgrade-h2c, answered by the agent itself: the connection ends with the response",
+    )
+    b.add(
+        "upgrade-h2c-pipelined-request",
+        request(
+            b"GET",
+            b"/",
+            [b"Connection: Upgrade, HTTP2-Settings\r\n", b"Upgrade: h2c\r\n", b"HTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n"],
+        )
+        + request(b"GET", b"/after"),
+        served(close=True),
+        source=src,
+        note=(
+            "pinned: a protocol the agent does not tunnel is forwarded without Upgrade and the connection ends with its response",
+            "the request behind it is never forwarded",
+        ),
+    )
+
+
 def controls(b: Builder) -> None:
     src = "control: a valid request that must reach the upstream"
     b.add("control-get", request(b"GET", b"/control?x=1&y=%20"), served(), source=src)
@@ -847,6 +972,7 @@ def build() -> dict[str, Case]:
         request_line,
         pipelining,
         bodies,
+        upgrades,
         controls,
     ):
         part(b)

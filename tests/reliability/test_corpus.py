@@ -199,8 +199,9 @@ def check(case: Case, outcome: Outcome, *, split: bool) -> None:
         forwarded = [ECHO_PREFIX + r.target for r in new if r.method != b"HEAD"]
         if echoed != forwarded[: len(echoed)] or (statuses == expect.statuses and len(echoed) != len(forwarded)):
             problems.append("responses out of order with the requests the upstream answered")
-    for request in new:
-        problems += [f"upstream request {request.target[:60]!r}: {p}" for p in request_problems(request)]
+    for index, request in enumerate(new):
+        upgrade = expect.upstream_upgrades[index] if index < len(expect.upstream_upgrades) else "-"
+        problems += [f"upstream request {request.target[:60]!r}: {p}" for p in request_problems(request, upgrade)]
     if outcome.framing_errors:
         problems.append(f"the agent sent the upstream malformed bytes: {outcome.framing_errors}")
     if outcome.loop_errors:
@@ -244,15 +245,24 @@ def error_problems(response: RawResponse, *, head_only: bool = False) -> list[st
     return problems
 
 
-def request_problems(request: UpstreamRequest) -> list[str]:
+def request_problems(request: UpstreamRequest, upgrade: str = "-") -> list[str]:
+    """What is wrong with one upstream request; ``upgrade``: the Upgrade value it must carry ("-": none)."""
     problems = []
     names = request.names()
+    allowed: set[bytes] = set()
+    if upgrade != "-":
+        allowed = {b"connection", b"upgrade"}  # the tunnel the client asked for (RFC 9110 §7.8)
+        if request.all(b"upgrade") != [upgrade.encode()] or request.all(b"connection") != [b"Upgrade"]:
+            problems.append(
+                f"Upgrade {request.all(b'upgrade')!r} with Connection {request.all(b'connection')!r}, "
+                f"expected exactly Upgrade: {upgrade} and Connection: Upgrade"
+            )
     for name in (b"host", b"x-request-id", b"x-forwarded-for", b"traceparent"):
         if names.count(name) != 1:
             problems.append(f"{names.count(name)} {name.decode()} fields")
     if request.all(b"x-forwarded-for") != [b"127.0.0.1"]:
         problems.append(f"X-Forwarded-For {request.all(b'x-forwarded-for')!r}, not the peer")
-    hop = sorted({n.decode() for n in names if n in HOP_BY_HOP})
+    hop = sorted({n.decode() for n in names if n in HOP_BY_HOP - allowed})
     if hop:
         problems.append(f"hop-by-hop fields forwarded: {hop}")
     if request.version != b"HTTP/1.1":
@@ -388,6 +398,7 @@ def test_corpus_covers_every_family() -> None:
         "pipeline-",
         "body-",
         "timeout-",
+        "upgrade-",
         "control-",
     ):
         assert any(n.startswith(prefix) for n in names), prefix

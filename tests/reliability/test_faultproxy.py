@@ -78,6 +78,23 @@ async def test_down_cuts_open_connections(proxy: FaultProxy) -> None:
         writer.close()
 
 
+@pytest.mark.parametrize("reset", [True, False], ids=["rst", "fin"])
+async def test_cut_links_cuts_open_connections_and_keeps_listening(proxy: FaultProxy, reset: bool) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", proxy.port)
+    try:
+        writer.write(request("GET", "/big"))
+        assert len(await asyncio.wait_for(reader.readexactly(len(HEAD + BODY)), 2)) == len(HEAD + BODY)
+        proxy.cut_links(reset=reset)
+        if reset:
+            with pytest.raises(ConnectionResetError):
+                await asyncio.wait_for(reader.read(), 2)
+        else:
+            assert await asyncio.wait_for(reader.read(), 2) == b""
+    finally:
+        writer.close()
+    assert (await raw_exchange(proxy.port, request("GET", "/big"), until_responses=1)).response().status == 200
+
+
 async def test_blackhole_accepts_never_answers_never_closes(proxy: FaultProxy, target: RawUpstream) -> None:
     proxy.blackhole()
     ex = await raw_exchange(proxy.port, request("GET", "/big"), timeout_s=0.6)

@@ -24,6 +24,9 @@ Shaping toxics (per direction, they combine):
 Connection faults (one at a time; a new one replaces the old):
 
 * ``down()`` / ``up()``             listener closed (connection refused) and open connections cut
+* ``cut_links(reset=True)``         every open connection cut now, both legs, by RST (``reset``) or
+                                    FIN: an app that dies mid-stream (a WebSocket tunnel, say); the
+                                    listener stays open
 * ``reset_before_response()``       RST (``SO_LINGER`` 0) to the client as soon as request bytes
                                     arrive; with ``forward=True`` the target gets the bytes first
                                     (and its connection then ends with a FIN, so it can read them)
@@ -635,6 +638,15 @@ class FaultProxy:
             await self._unlisten()
             if cut_connections:
                 await self._cut_links()
+
+        self._call(go)
+
+    def cut_links(self, *, reset: bool = True) -> None:
+        """Cut every open connection now, both legs (RST with ``reset``, else FIN); the listener stays open."""
+
+        async def go() -> None:
+            for link in list(self._links):
+                link.cut_all(reset=reset)
 
         self._call(go)
 

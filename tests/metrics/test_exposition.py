@@ -10,13 +10,17 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from prometheus_client import CollectorRegistry
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_openmetrics
 from prometheus_client.parser import text_string_to_metric_families
 
 from agent.app import create_monitor
 from agent.config import build_config
 from agent.metrics import create_registry
+from agent.config.schema import ListenerTlsConfig
 from agent.metrics.exposition import render
+from agent.metrics.tls import TlsCollector
+from agent.tls import TlsListener
 from tests.conftest import fast_checks
 from tests.support import REPO_ROOT
 from tests.support.agent import AgentProcess
@@ -101,9 +105,22 @@ def http_scrape() -> str:
 
 
 @pytest.fixture(scope="module")
-def exported(scrape, http_scrape) -> set[str]:
-    """Sample names the agent exports: a real process's scrape, plus every HTTP family with samples."""
-    return sample_names(scrape) | sample_names(http_scrape)
+def tls_scrape(tmp_path_factory) -> str:
+    """The TLS families, from a listener serving a real certificate."""
+    trustme = pytest.importorskip("trustme")
+    directory = tmp_path_factory.mktemp("tls")
+    certificate = trustme.CA().issue_cert("localhost")
+    certificate.private_key_and_cert_chain_pem.write_to_path(str(directory / "server.pem"))
+    registry = CollectorRegistry(auto_describe=True)
+    path = str(directory / "server.pem")
+    registry.register(TlsCollector([TlsListener("main", ListenerTlsConfig(cert_file=path, key_file=path))]))
+    return render(registry, "", "", [])[0].decode()
+
+
+@pytest.fixture(scope="module")
+def exported(scrape, http_scrape, tls_scrape) -> set[str]:
+    """Sample names the agent exports: a real process's scrape, plus every HTTP and TLS family with samples."""
+    return sample_names(scrape) | sample_names(http_scrape) | sample_names(tls_scrape)
 
 
 def promtool_lint(text: str) -> str:
@@ -177,7 +194,7 @@ def test_dashboard_queries_use_only_exported_names(exported):
 
 
 def test_alert_rules_use_only_exported_names(exported):
-    assert len(rule_exprs()) == 3
+    assert len(rule_exprs()) == 4
     used = set().union(*(metric_names(expr) for expr in rule_exprs()))
     assert used and used - exported == set(), f"alert rules use names the agent does not export: {used - exported}"
 

@@ -18,9 +18,9 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from agent.config import build_config
-from tests.proxy.support import async_wait_until
-from tests.status.devtools import CHROMIUM, Chromium
+from tests.support.browser import CHROMIUM, Chromium
 from tests.support.inprocess import InProcessAgent, in_process_agent
+from tests.support.polling import async_wait_until
 from tests.support.websocket_app import make_websocket_app, wait_session
 
 pytestmark = [

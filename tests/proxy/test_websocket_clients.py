@@ -38,9 +38,10 @@ from websockets.asyncio.client import connect as websockets_connect
 
 from agent.config import build_config
 from agent.proxy.access_log import AccessLog
-from tests.proxy.support import UUID4, async_wait_until
 from tests.support.faultproxy import FaultProxy
 from tests.support.inprocess import InProcessAgent, in_process_agent
+from tests.support.polling import async_wait_until
+from tests.support.responses import UUID4
 from tests.support.websocket_app import MAX_MESSAGE_BYTES, make_websocket_app, wait_session
 
 CLIENTS = ("aiohttp", "websockets")

@@ -33,7 +33,6 @@ from agent.config.schema import (
 from agent.secrets import Secret
 
 COMMON_KEYS = frozenset(f.name for f in dataclasses.fields(CommonCheckKeys))
-ALL_CHECK_KEYS = COMMON_KEYS | {f.name for cls in CHECK_TYPES.values() for f in dataclasses.fields(cls)}
 
 
 def build_checks(

@@ -29,7 +29,6 @@ EMPTY_CONFIG = REPO_ROOT / "deploy" / "docker" / "agent.toml"
 FILE_SUFFIXES = {"toml", "yaml", "yml", "json", "md", "txt", "py", "sock", "example", "tpl", "io", "com"}
 
 
-
 def file_keys(cls: type[Any]) -> dict[str, Any]:
     """Section ``cls``'s file keys and their types; a dataclass type is a nested table."""
     hints = get_type_hints(cls)

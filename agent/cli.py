@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 
 from agent import __version__
-from agent.config import AgentConfig, ConfigError, ReadableSecretFile, load_config, readable_secret_warning, to_public_dict
+from agent.config import AgentConfig, ConfigError, ReadableSecretFile, load_config, readable_secret_files, to_public_dict
 
 EXIT_OK, EXIT_FAIL, EXIT_CONFIG = 0, 1, 2
 
@@ -43,14 +43,15 @@ def _load(path: str | None) -> AgentConfig:
     return load_config(path, os.environ)
 
 
-def _readable_secret_file(config: AgentConfig) -> ReadableSecretFile | None:
-    if not config.secret_keys_in_file:
-        return None
+def _mode_of(path: str) -> int | None:
     try:
-        mode = os.stat(config.source).st_mode
-    except OSError:
+        return os.stat(path).st_mode
+    except (OSError, ValueError):
         return None
-    return readable_secret_warning(config.source, mode, config)
+
+
+def _readable_secret_files(config: AgentConfig) -> tuple[ReadableSecretFile, ...]:
+    return readable_secret_files(config, _mode_of)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -71,13 +72,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"sidecar-agent: invalid configuration: {exc}", file=sys.stderr)
         return EXIT_CONFIG
-    exposed = _readable_secret_file(config)
+    exposed = _readable_secret_files(config)
     if args.command == "check-config":
         import orjson
 
         sys.stdout.write(orjson.dumps(to_public_dict(config), option=orjson.OPT_INDENT_2).decode() + "\n")
-        if exposed:
-            print(f"sidecar-agent: warning: {exposed}", file=sys.stderr)
+        for warning in exposed:
+            print(f"sidecar-agent: warning: {warning}", file=sys.stderr)
         print(f"configuration OK ({config.source})", file=sys.stderr)
         return EXIT_OK
     from agent.logs import setup_logging
@@ -88,9 +89,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as exc:
         print(f"sidecar-agent: cannot open logging.file: {exc}", file=sys.stderr)
         return EXIT_FAIL
-    if exposed:
-        extra = {"config_file": exposed.path, "mode": f"{exposed.mode:04o}", "secret_keys": list(exposed.keys)}
-        logging.getLogger("agent.config").warning("config file holding a secret is readable by group/others", extra=extra)
+    for warning in exposed:
+        message, extra = warning.log_event()
+        logging.getLogger("agent.config").warning(message, extra=extra)
     return run_server(config)
 
 

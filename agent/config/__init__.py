@@ -6,15 +6,16 @@ must be > 0, got -1``); the CLI turns it into exit code 2 before any port is bou
 
 Modules: ``schema`` (the frozen dataclasses), ``fields`` (field helper, validators), ``headers``
 (default security headers), ``convert`` (table -> section), ``load`` (file, cross-section
-validation), ``env`` (``AGENT_*`` overrides), ``checks`` (``[checks.*]``, DSNs), ``public``
-(the masked dump ``check-config`` prints) and ``exposure`` (secrets in a readable file).
+validation), ``env`` (``AGENT_*`` overrides), ``checks`` (``[checks.*]``, DSNs), ``tls`` (the
+``[*.tls]`` tables and the files they name), ``public`` (the masked dump ``check-config`` prints)
+and ``exposure`` (secrets and private keys in a readable file).
 """
 
 from __future__ import annotations
 
 from agent.config.checks import normalize_dsn
 from agent.config.errors import ConfigError
-from agent.config.exposure import ReadableSecretFile, readable_secret_warning
+from agent.config.exposure import ReadableSecretFile, private_key_files, readable_secret_files, readable_secret_warning
 from agent.config.fields import (
     Validator,
     listen_address,
@@ -36,12 +37,14 @@ from agent.config.schema import (
     AgentConfig,
     CheckConfig,
     CheckSettings,
+    ClientTlsConfig,
     CommonCheckKeys,
     ConfigTable,
     CorsConfig,
     DiskSettings,
     HealthConfig,
     HttpSettings,
+    ListenerTlsConfig,
     LoggingConfig,
     MemorySettings,
     MetricsConfig,
@@ -64,6 +67,7 @@ __all__ = [
     "AgentConfig",
     "CheckConfig",
     "CheckSettings",
+    "ClientTlsConfig",
     "CommonCheckKeys",
     "ConfigError",
     "ConfigTable",
@@ -71,6 +75,7 @@ __all__ = [
     "DiskSettings",
     "HealthConfig",
     "HttpSettings",
+    "ListenerTlsConfig",
     "LoggingConfig",
     "MemorySettings",
     "MetricsConfig",
@@ -92,7 +97,9 @@ __all__ = [
     "parse_listen",
     "parse_status_ranges",
     "positive",
+    "private_key_files",
     "ratio",
+    "readable_secret_files",
     "readable_secret_warning",
     "to_public_dict",
 ]

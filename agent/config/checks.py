@@ -1,7 +1,8 @@
 """``[checks.NAME]`` tables: merged over the built-in checks, validated, resolved into CheckConfig.
 
 Built in: ``upstream`` (http) and ``disk``, plus ``database`` (postgres) only when a DSN is
-configured. Unset timing keys inherit from ``[health]``.
+configured. Unset timing keys inherit from ``[health]``; an http check without ``url`` talks to
+the upstream, so it takes ``upstream.url`` and ``[upstream.tls]`` (keys of its own ``tls`` win).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from agent.config.schema import (
     DEFAULT_CHECKS,
     CheckConfig,
     CheckSettings,
+    ClientTlsConfig,
     CommonCheckKeys,
     ConfigTable,
     DiskSettings,
@@ -30,10 +32,10 @@ from agent.config.schema import (
     TcpSettings,
     UpstreamConfig,
 )
+from agent.config.tls import check_tls_files, validate_client_tls
 from agent.secrets import Secret
 
 COMMON_KEYS = frozenset(f.name for f in dataclasses.fields(CommonCheckKeys))
-ALL_CHECK_KEYS = COMMON_KEYS | {f.name for cls in CHECK_TYPES.values() for f in dataclasses.fields(cls)}
 
 
 def build_checks(
@@ -46,7 +48,7 @@ def build_checks(
         if not common.enabled:
             disabled.append((name, common.type))
             continue
-        resolved = _resolve_settings(settings, f"checks.{name}", upstream, environ, explicit=name in raw_checks)
+        resolved = _resolve_settings(settings, f"checks.{name}", raw, upstream, environ, explicit=name in raw_checks)
         if resolved is not None:
             checks.append(_check_config(name, common, resolved, health))
     return tuple(checks), tuple(disabled)
@@ -93,12 +95,18 @@ def _check_config(name: str, common: CommonCheckKeys, settings: CheckSettings, h
 
 
 def _resolve_settings(
-    settings: CheckSettings, prefix: str, upstream: UpstreamConfig, environ: Mapping[str, str], *, explicit: bool
+    settings: CheckSettings,
+    prefix: str,
+    raw: ConfigTable,
+    upstream: UpstreamConfig,
+    environ: Mapping[str, str],
+    *,
+    explicit: bool,
 ) -> CheckSettings | None:
     if isinstance(settings, PostgresSettings):
         return _resolve_dsn(settings, prefix, environ, explicit=explicit)
     if isinstance(settings, HttpSettings):
-        return _resolve_http(settings, prefix, upstream)
+        return _resolve_http(settings, prefix, upstream, raw.get("tls", {}))
     if isinstance(settings, DiskSettings) and settings.fail_free_ratio > settings.warn_free_ratio:
         raise ConfigError(f"{prefix}.fail_free_ratio", "must be <= warn_free_ratio")
     if isinstance(settings, MemorySettings) and settings.fail_used_ratio < settings.warn_used_ratio:
@@ -154,8 +162,8 @@ def normalize_dsn(dsn: str, key: str) -> str:
     return normalized
 
 
-def _resolve_http(settings: HttpSettings, prefix: str, upstream: UpstreamConfig) -> HttpSettings:
-    """Validate ``expect_status`` and derive the URL (and unix socket) from ``upstream.url``."""
+def _resolve_http(settings: HttpSettings, prefix: str, upstream: UpstreamConfig, raw_tls: ConfigTable) -> HttpSettings:
+    """Validate ``expect_status``; without a ``url``, take the upstream's URL (or unix socket) and TLS."""
     try:
         parse_status_ranges(settings.expect_status)
     except ValueError as exc:
@@ -163,9 +171,22 @@ def _resolve_http(settings: HttpSettings, prefix: str, upstream: UpstreamConfig)
     if settings.url:
         if not is_http_url(settings.url):
             raise ConfigError(f"{prefix}.url", f"must be an http(s) URL, got {settings.url!r}")
-        return settings
+        return _with_checked_tls(settings, settings.tls, prefix, upstream)
     if not settings.path.startswith("/"):
         raise ConfigError(f"{prefix}.path", f'must start with "/", got {settings.path!r}')
+    # Keys the check's own [checks.NAME.tls] sets win over [upstream.tls] (raw_tls holds only
+    # known keys: build_section has checked them).
+    tls = dataclasses.replace(upstream.tls, **{key: getattr(settings.tls, key) for key in raw_tls})
     if upstream.url.startswith("unix:"):
-        return dataclasses.replace(settings, url="http://localhost" + settings.path, unix_socket=upstream.url[5:])
-    return dataclasses.replace(settings, url=upstream.url.rstrip("/") + settings.path)
+        settings = dataclasses.replace(settings, url="http://localhost" + settings.path, unix_socket=upstream.url[5:])
+    else:
+        settings = dataclasses.replace(settings, url=upstream.url.rstrip("/") + settings.path)
+    return _with_checked_tls(settings, tls, prefix, upstream)
+
+
+def _with_checked_tls(settings: HttpSettings, tls: ClientTlsConfig, prefix: str, upstream: UpstreamConfig) -> HttpSettings:
+    """``settings`` with ``tls``, whose files load (unless they are the upstream's, checked already)."""
+    if tls != upstream.tls:
+        validate_client_tls(tls, f"{prefix}.tls")
+        check_tls_files(tls, f"{prefix}.tls")
+    return dataclasses.replace(settings, tls=tls)

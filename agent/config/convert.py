@@ -1,4 +1,8 @@
-"""From a parsed TOML table to one frozen section: key check, type conversion, field validator."""
+"""From a parsed TOML table to one frozen section: key check, type conversion, field validator.
+
+A file key whose type is itself a section dataclass (``ServerConfig.tls``) is a nested table,
+built the same way under its own prefix (``server.tls.cert_file``).
+"""
 
 from __future__ import annotations
 
@@ -17,6 +21,17 @@ def type_name(value: Any) -> str:
     return {bool: "boolean", int: "integer", float: "float", str: "string", list: "array", dict: "table"}.get(
         type(value), type(value).__name__
     )
+
+
+def file_key_hints(cls: type[Any]) -> dict[str, Any]:
+    """The type of every file key of section ``cls`` (the fields made with ``opt``), in field order."""
+    hints = get_type_hints(cls)
+    return {f.name: hints[f.name] for f in dataclasses.fields(cls) if f.metadata}
+
+
+def is_section(hint: Any) -> bool:
+    """Whether a field of this type is a nested table rather than a value."""
+    return isinstance(hint, type) and dataclasses.is_dataclass(hint)
 
 
 def build_section(cls: type[Any], raw: Mapping[str, Any], prefix: str, *, extra_ok: bool = False) -> Any:
@@ -40,6 +55,10 @@ def build_section(cls: type[Any], raw: Mapping[str, Any], prefix: str, *, extra_
 
 def convert(hint: Any, value: Any, key: str) -> Any:
     """``value`` as the field type ``hint`` (ints are accepted for floats), else a ConfigError."""
+    if is_section(hint):
+        if isinstance(value, dict):
+            return build_section(hint, value, key)
+        raise ConfigError(key, f"must be a table, got {type_name(value)}")
     if hint is bool:
         if isinstance(value, bool):
             return value

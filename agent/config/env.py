@@ -1,28 +1,48 @@
 """``AGENT_<SECTION>_<KEY>`` environment overrides, applied over the file's table (SPEC §7).
 
-Nested tables are joined with ``_`` (``AGENT_CHECKS_DATABASE_DSN``); values are parsed by the
-key's type (booleans ``1/true/yes/on``, lists as JSON arrays or comma-separated).
+Nested tables are joined with ``_`` (``AGENT_CHECKS_DATABASE_DSN``, ``AGENT_SERVER_TLS_CERT_FILE``,
+``AGENT_CHECKS_UPSTREAM_TLS_CA_FILE``); values are parsed by the key's type (booleans
+``1/true/yes/on``, lists as JSON arrays or comma-separated).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import re
-from collections.abc import Mapping
-from typing import Any, get_origin, get_type_hints
+from collections.abc import Iterator, Mapping
+from typing import Any, get_origin
 
-from agent.config.checks import ALL_CHECK_KEYS
+from agent.config.convert import file_key_hints, is_section
 from agent.config.errors import ConfigError
 from agent.config.schema import CHECK_TYPES, SECTIONS, CommonCheckKeys, ConfigTable, SecurityHeadersConfig
 
 EnvOverride = tuple[list[str], Any, str]  # (config path, value, "environment variable NAME")
+EnvKey = tuple[list[str], Any]  # (config path below the section or check, type)
 
 # Kubernetes injects <SERVICE>_SERVICE_HOST / _PORT... for every Service; never take those as config.
 _K8S_SERVICE_ENV = re.compile(r".*_(SERVICE_HOST|SERVICE_PORT(_.*)?|PORT(_\d+_(TCP|UDP|SCTP)(_PROTO|_PORT|_ADDR)?)?)$")
 _NOT_CONFIG_ENV = {"AGENT_CONFIG"}
 _SECTIONS_LONGEST_FIRST = sorted([*SECTIONS, "checks"], key=len, reverse=True)
-_CHECK_KEYS_LONGEST_FIRST = sorted(ALL_CHECK_KEYS, key=len, reverse=True)
+
+
+def _env_keys(cls: type[Any], path: tuple[str, ...] = ()) -> Iterator[tuple[str, EnvKey]]:
+    """(env name tail, (config path, type)) of every file key of ``cls``, nested tables joined with ``_``."""
+    for name, hint in file_key_hints(cls).items():
+        if is_section(hint):
+            yield from _env_keys(hint, (*path, name))
+        else:
+            yield "_".join((*path, name)), ([*path, name], hint)
+
+
+_SECTION_ENV_KEYS = {section: dict(_env_keys(cls)) for section, cls in SECTIONS.items()}
+# A check's tail is NAME_KEY and names may hold "_": the longest key that ends the tail wins.
+_CHECK_ENV_KEYS = dict(
+    sorted(
+        {tail: key for cls in (*CHECK_TYPES.values(), CommonCheckKeys) for tail, key in _env_keys(cls)}.items(),
+        key=lambda item: len(item[0]),
+        reverse=True,
+    )
+)
 
 
 def apply_env_overrides(table: ConfigTable, environ: Mapping[str, str]) -> None:
@@ -60,24 +80,18 @@ def env_overrides(environ: Mapping[str, str]) -> list[EnvOverride]:
 def _resolve_env_key(section: str, tail: str) -> tuple[list[str], Any] | None:
     """The config path and type an env name's tail stands for, or None."""
     if section == "checks":
-        key = next((k for k in _CHECK_KEYS_LONGEST_FIRST if tail.endswith("_" + k)), None)
+        key = next((k for k in _CHECK_ENV_KEYS if tail.endswith("_" + k)), None)
         name = tail[: -len(key) - 1] if key else ""
-        return (["checks", name, key], _check_key_hint(key)) if key and name else None
-    cls = SECTIONS[section]
-    hints = {f.name: get_type_hints(cls)[f.name] for f in dataclasses.fields(cls) if f.metadata}
-    if tail in hints:
-        return [section, tail], hints[tail]
-    if cls is SecurityHeadersConfig:
+        if not key or not name:
+            return None
+        path, hint = _CHECK_ENV_KEYS[key]
+        return ["checks", name, *path], hint
+    if tail in _SECTION_ENV_KEYS[section]:
+        path, hint = _SECTION_ENV_KEYS[section][tail]
+        return [section, *path], hint
+    if SECTIONS[section] is SecurityHeadersConfig:
         return [section, "-".join(p.capitalize() for p in tail.split("_"))], str
     return None
-
-
-def _check_key_hint(key: str) -> Any:
-    for cls in (CommonCheckKeys, *CHECK_TYPES.values()):
-        hints = get_type_hints(cls)
-        if key in hints:
-            return hints[key]
-    raise AssertionError(key)
 
 
 def _parse_env_value(hint: Any, text: str, key: str) -> Any:

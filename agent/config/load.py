@@ -32,6 +32,7 @@ from agent.config.schema import (
     RequestIdConfig,
     SecurityHeadersConfig,
 )
+from agent.config.tls import check_tls_files, validate_client_tls, validate_listener_tls
 from agent.rules.ids import compile_request_id_pattern
 from agent.secrets import Secret
 
@@ -135,7 +136,7 @@ def _validate_cross_section(sections: Mapping[str, Any]) -> None:
             raise ConfigError(f"proxy.upgrades[{i}]", f'must be a protocol token like "websocket", got {protocol!r}')
     url = sections["upstream"].url
     if not (is_http_url(url) or url.startswith("unix:/")):
-        raise ConfigError("upstream.url", f'must be "http://host:port" or "unix:/path", got {url!r}')
+        raise ConfigError("upstream.url", f'must be "http://host:port", "https://host:port" or "unix:/path", got {url!r}')
     for i, template in enumerate(sections["metrics"].routes):
         if not template.startswith("/") or any(c in template for c in " ?#"):
             raise ConfigError(f"metrics.routes[{i}]", f'must be a path template like "/api/v1/plans/{{id}}", got {template!r}')
@@ -148,6 +149,17 @@ def _validate_cross_section(sections: Mapping[str, Any]) -> None:
     admin: AdminConfig = sections["admin"]
     if admin.enabled and parse_listen(admin.listen)[1] == parse_listen(sections["server"].listen)[1] != 0:
         raise ConfigError("admin.listen", "must use a different port than server.listen")
+    _validate_tls(sections)
+
+
+def _validate_tls(sections: Mapping[str, Any]) -> None:
+    """The listeners' and the upstream's ``tls`` tables; the admin one only when that listener runs."""
+    listeners = ["server", "admin"] if sections["admin"].enabled else ["server"]
+    for name in listeners:
+        validate_listener_tls(sections[name].tls, f"{name}.tls")
+    validate_client_tls(sections["upstream"].tls, "upstream.tls")
+    for name in [*listeners, "upstream"]:
+        check_tls_files(sections[name].tls, f"{name}.tls")
 
 
 def _validate_cors(cors: CorsConfig) -> None:

@@ -4,6 +4,8 @@ Only keys a file may hold are printed, so the output (secrets aside) loads back 
 config: security headers as ``"Header-Name" = "value"`` keys (``""`` for a removed default),
 check timings resolved against ``[health]``, DSNs from ``dsn_env`` as the check's ``dsn``,
 disabled checks as ``enabled = false``, and derived fields (an http check's unix socket) left out.
+Nested tables (``[server.tls]``) print as nested tables, every key shown; an http check's
+``tls`` as it resolved (what it took from ``[upstream.tls]`` written out).
 """
 
 from __future__ import annotations
@@ -55,6 +57,8 @@ def _check_keys(check: CheckConfig) -> dict[str, Any]:
 
 
 def _plain(name: str, value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return _file_keys(value)
     if isinstance(value, Secret):
         # A DSN keeps its shape with the password masked; any other secret (a token) is masked whole.
         if name == "dsn":

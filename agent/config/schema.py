@@ -1,7 +1,8 @@
 """The configuration's shape: frozen, slotted section dataclasses, the check settings and AgentConfig.
 
 Fields made with ``opt`` are file keys (with their default, validator and doc line); fields
-without that metadata are derived by the loader and never read from a file.
+without that metadata are derived by the loader and never read from a file. A file key whose
+type is a section dataclass (``tls``) is a nested table: ``[server.tls]``, ``[checks.NAME.tls]``.
 """
 
 from __future__ import annotations
@@ -57,7 +58,7 @@ class ServerConfig:
     listen: str = opt("0.0.0.0:8000", check=listen_address, doc="main listener (proxy + health)")
     drain_delay_s: float = opt(5.0, check=non_negative, doc="after SIGTERM, keep serving this long with readiness 503")
     shutdown_timeout_s: float = opt(25.0, check=positive, doc="then wait this long for in-flight requests")
-    tls: ListenerTlsConfig = ListenerTlsConfig()
+    tls: ListenerTlsConfig = opt(ListenerTlsConfig(), doc="[server.tls]: HTTPS on the main listener")
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,16 +67,16 @@ class AdminConfig:
     listen: str = opt("0.0.0.0:9464", check=listen_address)
     token: Secret = opt(Secret(""), doc="bearer token for details, /status and /admin/*; empty = none")
     token_env: str = opt("", doc="name of an environment variable holding the token")
-    tls: ListenerTlsConfig = ListenerTlsConfig()
+    tls: ListenerTlsConfig = opt(ListenerTlsConfig(), doc="[admin.tls]: HTTPS on the admin listener")
 
 
 @dataclass(frozen=True, slots=True)
 class UpstreamConfig:
-    url: str = opt("http://127.0.0.1:8080", doc='the app: "http://host:port" or "unix:/path.sock"')
+    url: str = opt("http://127.0.0.1:8080", doc='the app: "http://host:port", "https://host:port" or "unix:/path.sock"')
     connect_timeout_s: float = opt(2.0, check=positive)
     read_timeout_s: float = opt(30.0, check=positive)
     max_connections: int = opt(100, check=positive)
-    tls: ClientTlsConfig = ClientTlsConfig()
+    tls: ClientTlsConfig = opt(ClientTlsConfig(), doc="[upstream.tls]: for an https:// url")
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,7 +148,7 @@ class HttpSettings:
     path: str = opt("/health")
     expect_status: str = opt("200-399", doc='"200-399", "200,204" ...')
     unix_socket: str = ""  # derived: set when the upstream listens on a unix socket
-    tls: ClientTlsConfig = ClientTlsConfig()
+    tls: ClientTlsConfig = opt(ClientTlsConfig(), doc="[checks.NAME.tls]; without url: upstream.tls, keys set here win")
 
 
 @dataclass(frozen=True, slots=True)

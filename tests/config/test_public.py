@@ -46,6 +46,14 @@ ROUND_TRIPS: dict[str, dict[str, Any]] = {
         },
     },
     "unix socket upstream": {"upstream": {"url": "unix:/run/app.sock"}, "checks": {"upstream": {"path": "/live"}}},
+    "tls without files": {
+        "server": {"tls": {"min_version": "TLSv1.3", "reload_interval_s": 2}},
+        "upstream": {"url": "https://app:8443/", "tls": {"server_name": "app.internal", "verify": False}},
+        "checks": {
+            "upstream": {"tls": {"server_name": "health.internal"}},
+            "search": {"type": "http", "url": "https://search.internal/ping", "tls": {"verify": False}},
+        },
+    },
     "disabled checks": {
         "checks": {"disk": {"enabled": False}, "cache": {"type": "tcp", "port": 6379, "enabled": False}},
     },

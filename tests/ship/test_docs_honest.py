@@ -9,7 +9,7 @@ import re
 import shlex
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, get_type_hints
 
 import kubernetes_validate
 import pytest
@@ -28,8 +28,37 @@ ALL_DOCS = [*SHIPPING_DOCS, REPO_ROOT / "README.md"]
 EMPTY_CONFIG = REPO_ROOT / "deploy" / "docker" / "agent.toml"
 FILE_SUFFIXES = {"toml", "yaml", "yml", "json", "md", "txt", "py", "sock", "example", "tpl", "io", "com"}
 
-SECTION_KEYS = {name: {f.name for f in dataclasses.fields(cls) if f.metadata} for name, cls in SECTIONS.items()}
-CHECK_KEYS = {f.name for cls in (CommonCheckKeys, *CHECK_TYPES.values()) for f in dataclasses.fields(cls) if f.metadata}
+
+def file_keys(cls: type[Any]) -> dict[str, Any]:
+    """Section ``cls``'s file keys and their types; a dataclass type is a nested table."""
+    hints = get_type_hints(cls)
+    return {f.name: hints[f.name] for f in dataclasses.fields(cls) if f.metadata}
+
+
+def dotted_keys(cls: type[Any]) -> set[str]:
+    """Every value key of ``cls``, nested tables' keys dotted (``tls.cert_file``), not the tables."""
+    keys = set()
+    for name, hint in file_keys(cls).items():
+        if dataclasses.is_dataclass(hint):
+            keys |= {f"{name}.{key}" for key in dotted_keys(hint)}
+        else:
+            keys.add(name)
+    return keys
+
+
+def names_a_key(cls: type[Any], parts: list[str]) -> bool:
+    """Whether ``parts`` walks from section ``cls`` to one of its keys or nested tables."""
+    hint = file_keys(cls).get(parts[0])
+    if hint is None:
+        return False
+    if len(parts) == 1:
+        return True
+    return dataclasses.is_dataclass(hint) and names_a_key(hint, parts[1:])
+
+
+CHECK_CLASSES = (CommonCheckKeys, *CHECK_TYPES.values())
+SECTION_KEYS = {name: dotted_keys(cls) for name, cls in SECTIONS.items()}
+CHECK_KEYS = {key for cls in CHECK_CLASSES for key in dotted_keys(cls)}
 VALUES = yaml.safe_load((CHART / "values.yaml").read_text())
 
 
@@ -59,7 +88,8 @@ def shell_commands(body: str) -> list[list[str]]:
 
 
 def documented_keys() -> set[str]:
-    """Keys set or shown (commented out) in the example, as ``section.key`` / ``checks.*.key``."""
+    """Keys set or shown (commented out) in the example, as ``section.key`` / ``checks.*.key``
+    (``server.tls.cert_file``, ``checks.*.tls.ca_file`` in nested tables)."""
     keys = set()
     section = ""
     for raw in EXAMPLE.read_text().splitlines():
@@ -67,7 +97,7 @@ def documented_keys() -> set[str]:
         if match := re.fullmatch(r"\[([\w.-]+)\]", line):
             section = match.group(1)
             if section.startswith("checks."):
-                section = "checks.*"
+                section = ".".join(["checks", "*", *section.split(".")[2:]])
         elif match := re.match(r"([A-Za-z_][\w-]*)\s*=", line):
             keys.add(f"{section}.{match.group(1)}")
     return keys
@@ -145,13 +175,15 @@ def config_key_exists(parts: list[str]) -> bool:
     if parts == ["checks"]:
         return True
     if parts[0] == "checks":
-        # checks.NAME.key, or checks.NAME for a built-in check's table
-        return (len(parts) == 3 and parts[2] in CHECK_KEYS) or (len(parts) == 2 and parts[1] in DEFAULT_CHECKS)
-    if parts[0] not in SECTION_KEYS or len(parts) > 2:
+        # checks.NAME.key (checks.NAME.tls.ca_file), or checks.NAME for a built-in check's table
+        if len(parts) == 2:
+            return parts[1] in DEFAULT_CHECKS
+        return any(names_a_key(cls, parts[2:]) for cls in CHECK_CLASSES)
+    if parts[0] not in SECTIONS:
         return False
     if len(parts) == 1:
         return True  # a whole section
-    return parts[1] in SECTION_KEYS[parts[0]] or parts[0] == "security_headers"
+    return names_a_key(SECTIONS[parts[0]], parts[1:]) or (parts[0] == "security_headers" and len(parts) == 2)
 
 
 def values_key_exists(parts: list[str]) -> bool:

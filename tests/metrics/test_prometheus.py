@@ -71,7 +71,7 @@ def test_prometheus_scrapes_the_agent_through_a_database_outage(agent_factory, r
     for expr in dashboard_exprs() + rule_exprs():
         prom.query(with_variables(expr))
     rules = {rule["name"] for group in prom.api("rules")["groups"] for rule in group["rules"]}
-    assert rules == {"AgentCheckDown", "AgentHighErrorRatio", "AgentHighLatencyP99"}
+    assert rules == {"AgentCheckDown", "AgentHighErrorRatio", "AgentHighLatencyP99", "AgentCertificateExpiresSoon"}
 
     # The request counter grows with traffic through the main listener.
     for i in range(TRAFFIC):

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from typing import Any, get_origin, get_type_hints
 
 from agent.config.errors import ConfigError
+from agent.config.schema import HeaderTable
 from agent.secrets import Secret
 
 
@@ -75,6 +76,10 @@ def convert(hint: Any, value: Any, key: str) -> Any:
         if isinstance(value, str):
             return Secret(value)
         raise ConfigError(key, f"must be a string, got {type_name(value)}")
+    elif hint == HeaderTable:
+        if isinstance(value, dict) and all(isinstance(v, str) for v in value.values()):
+            return tuple((name, Secret(v)) for name, v in value.items())
+        raise ConfigError(key, 'must be a table of strings, like {"api-key" = "..."}')
     elif get_origin(hint) is tuple:
         if isinstance(value, list) and all(isinstance(v, str) for v in value):
             return tuple(value)

@@ -11,10 +11,11 @@ import json
 import re
 from collections.abc import Iterator, Mapping
 from typing import Any, get_origin
+from urllib.parse import unquote
 
 from agent.config.convert import file_key_hints, is_section
 from agent.config.errors import ConfigError
-from agent.config.schema import CHECK_TYPES, SECTIONS, CommonCheckKeys, ConfigTable, SecurityHeadersConfig
+from agent.config.schema import CHECK_TYPES, SECTIONS, CommonCheckKeys, ConfigTable, HeaderTable, SecurityHeadersConfig
 
 EnvOverride = tuple[list[str], Any, str]  # (config path, value, "environment variable NAME")
 EnvKey = tuple[list[str], Any]  # (config path below the section or check, type)
@@ -107,9 +108,32 @@ def _parse_env_value(hint: Any, text: str, key: str) -> Any:
             return hint(text.strip())
         except ValueError:
             raise ConfigError(key, f"must be {'an integer' if hint is int else 'a number'}, got {text!r}") from None
+    if hint == HeaderTable:
+        return parse_header_list(text, key)
     if get_origin(hint) is tuple:
         return _parse_env_list(text, key)
     return text
+
+
+def parse_header_list(text: str, key: str) -> dict[str, str]:
+    """``name=value,name2=value2`` (OpenTelemetry's OTEL_EXPORTER_OTLP_HEADERS form, values
+    percent-encoded) or a JSON object."""
+    stripped = text.strip()
+    if stripped.startswith("{"):
+        try:
+            parsed = json.loads(stripped)
+        except ValueError:
+            parsed = None
+        if isinstance(parsed, dict) and all(isinstance(v, str) for v in parsed.values()):
+            return parsed
+        raise ConfigError(key, "must be a JSON object of strings or name=value pairs separated by commas")
+    headers = {}
+    for item in filter(None, (part.strip() for part in stripped.split(","))):
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip():
+            raise ConfigError(key, "must be name=value pairs separated by commas")
+        headers[unquote(name.strip())] = unquote(value.strip())
+    return headers
 
 
 def _parse_env_list(text: str, key: str) -> Any:

@@ -33,6 +33,7 @@ from agent.config.schema import (
     SecurityHeadersConfig,
 )
 from agent.config.tls import check_tls_files, validate_client_tls, validate_listener_tls
+from agent.config.tracing import resolve_tracing
 from agent.rules.ids import compile_request_id_pattern
 from agent.secrets import Secret
 
@@ -89,6 +90,7 @@ def build_config(table: ConfigTable, environ: Mapping[str, str], source: str) ->
     if not admin.token.reveal() and admin.token_env:
         sections["admin"] = dataclasses.replace(admin, token=Secret(environ.get(admin.token_env, "")))
     sections["security_headers"] = _keep_request_id_header(sections["security_headers"], sections["request_id"])
+    sections["tracing"] = resolve_tracing(sections["tracing"], table.get("tracing", {}), environ)
     _validate_cross_section(sections)
     checks, disabled = build_checks(table.get("checks", {}), sections["health"], sections["upstream"], environ)
     return AgentConfig(**sections, checks=checks, disabled_checks=disabled, source=source)

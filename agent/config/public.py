@@ -64,6 +64,8 @@ def _plain(name: str, value: Any) -> Any:
         if name == "dsn":
             return value.masked()
         return MASK if value.reveal() else ""
+    if name == "headers" and isinstance(value, tuple):
+        return {header: MASK for header, _ in value}  # tracing.headers: the values are secrets
     if isinstance(value, tuple):
         return list(value)
     return value

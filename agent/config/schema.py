@@ -223,6 +223,24 @@ class LoggingConfig:
     skip_paths: tuple[str, ...] = opt(("/health/live", "/health/ready", "/health/startup", "/metrics"))
 
 
+# A table of header names to values that may be secrets (``tracing.headers``).
+HeaderTable = tuple[tuple[str, Secret], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class TracingConfig:
+    """``[tracing]``: a span per proxied request, exported over OTLP/HTTP (the ``otlp`` extra)."""
+
+    enabled: bool = opt(False, doc="needs pip install 'sidecar-agent[otlp]'")
+    endpoint: str = opt("http://127.0.0.1:4318/v1/traces", doc="OTLP/HTTP protobuf; also OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+    headers: HeaderTable = opt((), doc="sent with every export (an API key, say); masked in check-config")
+    sample_ratio: float = opt(0.01, check=ratio, doc="for requests that arrive without a sampled parent")
+    trust_incoming_sampling: bool = opt(True, doc="false at an edge: the client's sampled flag is ignored")
+    service_name: str = opt("sidecar-agent", doc="plus OTEL_RESOURCE_ATTRIBUTES, k8s pod/namespace from env")
+    max_queue: int = opt(2048, check=positive, doc="spans waiting for export; more are dropped and counted")
+    trace_local: bool = opt(False, doc="also trace probes, metrics and the agent's own local answers")
+
+
 @dataclass(frozen=True, slots=True)
 class AgentConfig:
     server: ServerConfig = field(default_factory=ServerConfig)
@@ -236,6 +254,7 @@ class AgentConfig:
     checks: tuple[CheckConfig, ...] = ()
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
+    tracing: TracingConfig = field(default_factory=TracingConfig)
     # (name, type) of every [checks.NAME] table with enabled = false, so the printed config says so.
     disabled_checks: tuple[tuple[str, str], ...] = ()
     source: str = "defaults"
@@ -245,7 +264,7 @@ class AgentConfig:
 
     def secrets(self) -> tuple[str, ...]:
         """Every secret value, for the redactor; never printed."""
-        values = [self.admin.token.reveal()]
+        values = [self.admin.token.reveal(), *(value.reveal() for _, value in self.tracing.headers)]
         for check in self.checks:
             if isinstance(check.settings, PostgresSettings):
                 values.extend(check.settings.dsn.secret_parts())

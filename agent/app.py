@@ -9,11 +9,13 @@ from agent.checks import make_check
 from agent.config import AgentConfig
 from agent.health.monitor import Monitor, ScheduledCheck
 from agent.metrics import HttpMetrics, create_registry, make_metrics_page
+from agent.metrics.tracing import TracingCollector
 from agent.proxy.listener import MainListener
 from agent.proxy.main import create_main_listener
 from agent.secrets import Redactor
+from agent.tracing import Tracer
 
-__all__ = ["create_admin_app", "create_main", "create_metrics", "create_monitor"]
+__all__ = ["create_admin_app", "create_main", "create_metrics", "create_monitor", "create_tracer"]
 
 
 def create_monitor(config: AgentConfig) -> Monitor:
@@ -35,7 +37,18 @@ def create_metrics(config: AgentConfig, monitor: Monitor) -> tuple[CollectorRegi
     return create_registry(config, monitor)
 
 
-def create_main(config: AgentConfig, monitor: Monitor, registry: CollectorRegistry, http_metrics: HttpMetrics) -> MainListener:
+def create_main(
+    config: AgentConfig, monitor: Monitor, registry: CollectorRegistry, http_metrics: HttpMetrics, tracer: Tracer | None = None
+) -> MainListener:
     """The main listener: health endpoints, the proxy, and ``/metrics`` when the admin listener is off."""
     page = None if config.admin.enabled else make_metrics_page(registry)
-    return create_main_listener(config, monitor, metrics=http_metrics, metrics_page=page)
+    return create_main_listener(config, monitor, metrics=http_metrics, metrics_page=page, tracer=tracer)
+
+
+def create_tracer(config: AgentConfig, registry: CollectorRegistry) -> Tracer | None:
+    """The span exporter when ``tracing.enabled`` (the otlp extra is there: the config checked)."""
+    if not config.tracing.enabled:
+        return None
+    tracer = Tracer(config.tracing)
+    registry.register(TracingCollector(tracer))
+    return tracer

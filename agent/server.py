@@ -28,12 +28,13 @@ from typing import Any
 from aiohttp import web
 
 from agent import __version__
-from agent.app import create_admin_app, create_main, create_metrics, create_monitor
+from agent.app import create_admin_app, create_main, create_metrics, create_monitor, create_tracer
 from agent.config import AgentConfig, parse_listen
 from agent.health.monitor import Monitor
 from agent.metrics.tls import TlsCollector
 from agent.proxy.listener import MainListener
 from agent.tls import TlsError, TlsListener
+from agent.tracing import Tracer
 
 log = logging.getLogger("agent.server")
 
@@ -67,6 +68,7 @@ class Server:
         self._on_started = on_started
         self.addresses: dict[str, tuple[str, int]] = {}
         self.tls: dict[str, TlsListener] = {}
+        self.tracer: Tracer | None = None
         self._reloader: asyncio.Task[None] | None = None
 
     async def serve(self) -> int:
@@ -91,7 +93,8 @@ class Server:
         registry, http_metrics = create_metrics(self.config, self.monitor)
         if self.tls:
             registry.register(TlsCollector(self.tls.values()))
-        self._main = create_main(self.config, self.monitor, registry, http_metrics)
+        self.tracer = create_tracer(self.config, registry)
+        self._main = create_main(self.config, self.monitor, registry, http_metrics, self.tracer)
         host, port = parse_listen(self.config.server.listen)
         main_tls = self.tls.get("main")
         try:
@@ -176,8 +179,18 @@ class Server:
         await asyncio.sleep(self.config.server.drain_delay_s)
         log.info("drain delay over: closing listeners", extra={"shutdown_timeout_s": self.config.server.shutdown_timeout_s})
         await self._close_runners()
+        await self._flush_spans(started + self.config.server.drain_delay_s + self.config.server.shutdown_timeout_s)
         await self.monitor.stop()
         log.info("agent stopped", extra={"shutdown_s": round(time.monotonic() - started, 3)})
+
+    async def _flush_spans(self, deadline: float) -> None:
+        """Export what is queued, in a thread, within what is left of the shutdown timeout."""
+        if self.tracer is None:
+            return
+        timeout_s = max(0.5, deadline - time.monotonic())
+        flushed = await asyncio.get_running_loop().run_in_executor(None, self.tracer.shutdown, timeout_s)
+        if not flushed:
+            log.warning("spans still queued at shutdown were not exported", extra={"timeout_s": round(timeout_s, 3)})
 
     async def _close_runners(self) -> None:
         if self._reloader is not None:

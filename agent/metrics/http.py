@@ -10,12 +10,15 @@ change size under it.
 
 from __future__ import annotations
 
+import time
 from bisect import bisect_left
 from collections.abc import Iterator
+from typing import Any
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
+from prometheus_client.samples import Exemplar
 
 from agent.metrics.routes import RouteFolder
 
@@ -29,6 +32,7 @@ KNOWN_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "CO
 OTHER_METHOD = "OTHER"
 UPSTREAM_ERROR_REASONS = ("connect", "timeout", "reset", "protocol")
 TUNNEL_DIRECTIONS = ("client_to_upstream", "upstream_to_client")
+Exemplars = dict[tuple[str, str], dict[int, tuple[tuple[str, str], float, float]]]
 
 
 class HttpMetrics:
@@ -36,6 +40,7 @@ class HttpMetrics:
 
     __slots__ = (
         "_durations",
+        "_exemplars",
         "_methods",
         "_requests",
         "in_flight",
@@ -57,6 +62,8 @@ class HttpMetrics:
         self.upstream_errors = dict.fromkeys(UPSTREAM_ERROR_REASONS, 0)
         self._methods = {method: method for method in KNOWN_METHODS}
         self.tunnels_open = 0
+        # (method, route) -> {bucket index: ((trace id, span id), duration, unix time)}, latest wins
+        self._exemplars: dict[tuple[str, str], dict[int, tuple[tuple[str, str], float, float]]] = {}
         self.upgrades: dict[int, int] = {101: 0}  # answers to upgrade requests, by status
         self.tunnel_bytes_total = dict.fromkeys(TUNNEL_DIRECTIONS, 0)
         registry.register(_HttpCollector(self))
@@ -65,8 +72,18 @@ class HttpMetrics:
         """A request arrived (in-flight + 1). Pair every call with one ``observe()``."""
         self.in_flight += 1
 
-    def observe(self, method: str, raw_path: str, status: int, duration_s: float) -> None:
-        """A request finished: in-flight - 1, count it and record its duration."""
+    def route(self, raw_path: str) -> str:
+        """The bounded route label of a path (what ``http.route`` says on a span)."""
+        return self.routes.fold(raw_path)
+
+    def observe(
+        self, method: str, raw_path: str, status: int, duration_s: float, exemplar: tuple[str, str] | None = None
+    ) -> None:
+        """A request finished: in-flight - 1, count it and record its duration.
+
+        ``exemplar``: (trace id, span id) of a traced request, kept as its bucket's exemplar
+        (OpenMetrics exposition only).
+        """
         self.in_flight -= 1
         method = self._methods.get(method, OTHER_METHOD)
         route = self.routes.fold(raw_path)
@@ -76,8 +93,11 @@ class HttpMetrics:
         series = self._durations.get((method, route))
         if series is None:
             series = self._durations[(method, route)] = [0.0] * (len(DURATION_BUCKETS_S) + 2)
-        series[bisect_left(DURATION_BUCKETS_S, duration_s)] += 1  # le is inclusive: bisect_left
+        bucket = bisect_left(DURATION_BUCKETS_S, duration_s)  # le is inclusive: bisect_left
+        series[bucket] += 1
         series[-1] += duration_s
+        if exemplar is not None:
+            self._exemplars.setdefault((method, route), {})[bucket] = (exemplar, duration_s, time.time())
 
     def upstream_error(self, reason: str) -> None:
         """Count one upstream failure; ``reason`` is one of ``UPSTREAM_ERROR_REASONS``."""
@@ -101,10 +121,13 @@ class HttpMetrics:
     def tunnel_snapshot(self) -> tuple[int, dict[int, int], dict[str, int]]:
         return self.tunnels_open, dict(self.upgrades), dict(self.tunnel_bytes_total)
 
-    def snapshot(self) -> tuple[int, dict[tuple[str, str, int], int], dict[tuple[str, str], list[float]], dict[str, int]]:
+    def snapshot(
+        self,
+    ) -> tuple[int, dict[tuple[str, str, int], int], dict[tuple[str, str], list[float]], dict[str, int], Exemplars]:
         """Consistent-enough copies for a scrape (each dict copied in one atomic step)."""
         durations = {key: list(series) for key, series in list(self._durations.items())}
-        return self.in_flight, dict(self._requests), durations, dict(self.upstream_errors)
+        exemplars = {key: dict(kept) for key, kept in list(self._exemplars.items())}
+        return self.in_flight, dict(self._requests), durations, dict(self.upstream_errors), exemplars
 
 
 class _HttpCollector(Collector):
@@ -125,6 +148,7 @@ class _HttpCollector(Collector):
         requests: dict[tuple[str, str, int], int],
         durations: dict[tuple[str, str], list[float]],
         upstream_errors: dict[str, int],
+        exemplars: Exemplars | None = None,
     ) -> Iterator[GaugeMetricFamily | CounterMetricFamily | HistogramMetricFamily]:
         total = CounterMetricFamily(
             "agent_http_requests",
@@ -140,11 +164,16 @@ class _HttpCollector(Collector):
             labels=("method", "route"),
         )
         for (method, route), series in durations.items():
+            kept = (exemplars or {}).get((method, route), {})
             cumulative = 0.0
-            buckets = []
-            for bound, in_bucket in zip((*map(str, DURATION_BUCKETS_S), "+Inf"), series[:-1], strict=True):
+            buckets: list[Any] = []
+            for i, (bound, in_bucket) in enumerate(zip((*map(str, DURATION_BUCKETS_S), "+Inf"), series[:-1], strict=True)):
                 cumulative += in_bucket
-                buckets.append((bound, cumulative))
+                if i in kept:
+                    (trace_id, span_id), value, at = kept[i]
+                    buckets.append((bound, cumulative, Exemplar({"trace_id": trace_id, "span_id": span_id}, value, at)))
+                else:
+                    buckets.append((bound, cumulative))
             histogram.add_metric((method, route), buckets, series[-1])
         yield histogram
         yield GaugeMetricFamily(

@@ -9,6 +9,7 @@ from agent.proxy.access_log import AccessLog
 from agent.proxy.local import HealthState, MetricsPage
 from agent.proxy.settings import ProxySettings
 from agent.proxy.upstream import UpstreamPool
+from agent.tracing import Tracer
 
 
 class HttpMetricsHook(Protocol):
@@ -16,7 +17,11 @@ class HttpMetricsHook(Protocol):
 
     def start(self) -> None: ...
 
-    def observe(self, method: str, raw_path: str, status: int, duration_s: float) -> None: ...
+    def observe(
+        self, method: str, raw_path: str, status: int, duration_s: float, exemplar: tuple[str, str] | None = None
+    ) -> None: ...
+
+    def route(self, raw_path: str) -> str: ...
 
     def upstream_error(self, reason: str) -> None: ...
 
@@ -33,8 +38,13 @@ class NoMetrics:
     def start(self) -> None:
         pass
 
-    def observe(self, method: str, raw_path: str, status: int, duration_s: float) -> None:
+    def observe(
+        self, method: str, raw_path: str, status: int, duration_s: float, exemplar: tuple[str, str] | None = None
+    ) -> None:
         pass
+
+    def route(self, raw_path: str) -> str:
+        return raw_path[:256]
 
     def upstream_error(self, reason: str) -> None:
         pass
@@ -60,6 +70,7 @@ class ProxyContext:
     access_log: AccessLog
     metrics: HttpMetricsHook = field(default_factory=NoMetrics)
     metrics_page: MetricsPage | None = None
+    tracer: Tracer | None = None  # set when tracing.enabled
     in_flight: int = 0
     connections: set[Any] = field(default_factory=set)
     tunnels: set[Any] = field(default_factory=set)  # agent.proxy.tunnel.Tunnel, open after a 101

@@ -18,6 +18,7 @@ from agent.proxy.augment import HeldError, is_json
 from agent.proxy.local import local_answer
 from agent.proxy.request_head import Headers, RequestHead
 from agent.proxy.response_head import error_answer, proxied_head, switching_head
+from agent.proxy.spans import finished_request
 from agent.proxy.tunnel import Tunnel
 from agent.proxy.upstream import PoolExhausted, UpstreamConnection, UpstreamProtocolError
 from agent.proxy.wire import IDEMPOTENT_METHODS, LAST_CHUNK, chunk, is_token
@@ -38,7 +39,7 @@ RETRY_AFTER = b"Retry-After: 1\r\n"
 class Exchange:
     # fmt: off
     __slots__ = (
-        "began", "body_bytes", "bytes_sent", "chunked_out", "client", "ctx", "done", "eof_body", "error_id",
+        "began", "body_bytes", "bytes_sent", "chunked_out", "client", "ctx", "done", "eof_body", "error_code", "error_id",
         "forwarding", "head", "held", "in_flight", "keep_alive", "pending", "pending_bytes", "request_done",
         "request_head", "response_started", "retried", "started", "status", "upstream", "upstream_started",
     )
@@ -67,6 +68,7 @@ class Exchange:
         self.began = False
         self.eof_body = False
         self.error_id: str | None = None
+        self.error_code: str | None = None  # the agent's own error, when it answered with one
         self.in_flight = False  # counted in ctx.in_flight
         self.forwarding = False  # the upstream connection was asked for
 
@@ -379,6 +381,7 @@ class Exchange:
             close=close,
             extra=extra + self.head.cors,
         )
+        self.error_code = error_code
         level = logging.ERROR if status >= 500 and status != 503 else logging.WARNING
         fields = {"error_id": error_id, "error_code": error_code, "status": status, "reason": reason, **_log_fields(self)}
         log.log(level, "request failed", exc_info=exc, extra=fields)
@@ -420,10 +423,14 @@ def _report(exchange: Exchange, aborted: bool) -> None:
     head = exchange.head
     method = head.method.decode("latin-1")
     path = head.path.decode("latin-1")
+    traced = head.sampled and exchange.status != 101 and (head.local is None or ctx.settings.tracing.trace_local)  # type: ignore[union-attr]
     if exchange.began:
-        ctx.metrics.observe(method, path, exchange.status, duration)
+        exemplar = (head.ids.trace_id, head.ids.span_id) if traced else None
+        ctx.metrics.observe(method, path, exchange.status, duration, exemplar)
         if head.upgrade is not None:
             ctx.metrics.upgraded(exchange.status)
+    if traced and ctx.tracer is not None:
+        _record_span(exchange, now)
     if exchange.status != 101 and ctx.access_log.enabled and head.path not in ctx.settings.skip_log_paths:
         ctx.access_log.write(
             access_event(
@@ -441,6 +448,23 @@ def _report(exchange: Exchange, aborted: bool) -> None:
                 client_cert_subject=exchange.client.client_cert.subject if exchange.client.client_cert is not None else None,
             )
         )
+
+
+def _record_span(exchange: Exchange, now: float) -> None:
+    ctx = exchange.ctx
+    assert ctx.tracer is not None
+    ctx.tracer.record(
+        finished_request(
+            exchange.head,
+            route=ctx.metrics.route(exchange.head.path.decode("latin-1")),
+            status=exchange.status,
+            started=exchange.started,
+            ended=now,
+            upstream_started=exchange.upstream_started,
+            client_ip=exchange.client.peer,
+            error_type=exchange.error_code,
+        )
+    )
 
 
 def _log_fields(exchange: Exchange) -> dict[str, str]:

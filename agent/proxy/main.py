@@ -11,6 +11,7 @@ from agent.proxy.listener import MainListener
 from agent.proxy.local import HealthState, MetricsPage
 from agent.proxy.settings import proxy_settings
 from agent.proxy.upstream import UpstreamPool
+from agent.tracing import Tracer
 
 
 def create_main_listener(
@@ -19,6 +20,7 @@ def create_main_listener(
     *,
     metrics: HttpMetricsHook | None = None,
     metrics_page: MetricsPage | None = None,
+    tracer: Tracer | None = None,
 ) -> MainListener:
     settings = proxy_settings(config)
     upstream = settings.upstream
@@ -37,6 +39,7 @@ def create_main_listener(
         access_log=AccessLog(enabled=settings.access_log, direct=settings.access_log_direct),
         metrics=metrics or NoMetrics(),
         metrics_page=metrics_page,
+        tracer=tracer,
     )
     logging.getLogger("agent.proxy").debug("main listener configured", extra={"upstream": upstream.url})
     return MainListener(ctx)

@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import re
 
-from agent.proxy.settings import PREFLIGHT, ProxySettings
+from agent.proxy.settings import PREFLIGHT, ProxySettings, TracingSettings
 from agent.proxy.wire import HOP_BY_HOP, REQUEST_REPLACED, connection_tokens
 from agent.rules.ids import Ids, resolve_ids
 from agent.rules.security_headers import encode
+from agent.tracing import is_sampled
 
 Headers = list[tuple[bytes, bytes, bytes]]  # (name, value, lower-case name)
 
@@ -63,6 +64,7 @@ class RequestHead:
         "method",
         "origin",
         "path",
+        "sampled",
         "target",
         "tls",
         "upgrade",
@@ -96,6 +98,7 @@ class RequestHead:
         self.local: str | None = None  # answered by the agent itself (health, metrics, preflight)
         self.cors = b""  # CORS lines for the response, when the origin is allowed
         self.upgrade: bytes | None = None  # the Upgrade value, when the request asks for an allowed tunnel
+        self.sampled = False  # traced: a span is recorded when it ends
         self.ids: Ids
 
     @property
@@ -122,6 +125,8 @@ def parse_request_head(
     head = RequestHead(method, target, version == "1.1", headers)
     hosts, te_values, request_id, traceparent, tracestate, preflight, upgrade_value = _scan(settings, head)
     head.ids = ids = resolve_ids(settings.request_id, request_id, traceparent, tracestate)
+    if settings.tracing is not None:
+        head.ids = ids = _traced(settings.tracing, head, ids)
     _validate(settings, head, hosts, te_values, upgrade, ids)
     if upgrade and upgrade_value is not None:
         head.upgrade = _allowed_upgrade(settings, head, upgrade_value)
@@ -206,6 +211,12 @@ def _validate(settings: ProxySettings, head: RequestHead, hosts: int, te_values:
         raise Reject("an Upgrade request cannot carry a body", ids=ids)
     if head.content_length > settings.limits.max_body_bytes:
         raise Reject("request body too large", 413, "PAYLOAD_TOO_LARGE", ids=ids)
+
+
+def _traced(tracing: TracingSettings, head: RequestHead, ids: Ids) -> Ids:
+    """Decide sampling now, and name the agent's span as the app's parent (W3C Trace Context §3.2)."""
+    head.sampled = is_sampled(ids.trace_id, ids.flags, threshold=tracing.threshold, trust_incoming=tracing.trust_incoming)
+    return ids._replace(traceparent=f"00-{ids.trace_id}-{ids.span_id}-{'01' if head.sampled else '00'}")
 
 
 def _allowed_upgrade(settings: ProxySettings, head: RequestHead, value: bytes) -> bytes | None:

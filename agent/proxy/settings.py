@@ -16,6 +16,7 @@ from agent.rules.cors import Cors
 from agent.rules.ids import RequestIdRule
 from agent.rules.security_headers import SecurityHeaders
 from agent.tls import client_context
+from agent.tracing import ratio_threshold
 
 # Endpoint kinds served by the agent itself on the main listener.
 HEALTH, LIVE, READY, STARTUP, METRICS, PREFLIGHT = "health", "live", "ready", "startup", "metrics", "preflight"
@@ -52,6 +53,13 @@ class UpstreamSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class TracingSettings:
+    threshold: int  # agent.tracing.ratio_threshold(sample_ratio)
+    trust_incoming: bool
+    trace_local: bool
+
+
+@dataclass(frozen=True, slots=True)
 class ProxySettings:
     limits: ProxyLimits
     upstream: UpstreamSettings
@@ -75,6 +83,7 @@ class ProxySettings:
     access_log_direct: bool
     upgrades: frozenset[bytes]  # Upgrade protocol names tunnelled after a 101, lower-case
     forward_client_cert: bool  # X-Forwarded-Client-Cert to the app (Envoy's format)
+    tracing: TracingSettings | None  # None: no spans, traceparent forwarded as it came
 
     def is_trusted(self, peer: str | None) -> bool:
         if not peer or not self.trusted_networks:
@@ -116,6 +125,7 @@ def proxy_settings(config: AgentConfig) -> ProxySettings:
         access_log_direct=not config.logging.file and config.logging.format == "json",
         upgrades=frozenset(p.lower().encode() for p in config.proxy.upgrades),
         forward_client_cert=config.proxy.forward_client_cert,
+        tracing=_tracing(config),
     )
 
 
@@ -129,6 +139,13 @@ def _upstream(config: AgentConfig) -> UpstreamSettings:
         tls=client_context(upstream.tls) if https else None,
         server_name=(upstream.tls.server_name or None) if https else None,
     )
+
+
+def _tracing(config: AgentConfig) -> TracingSettings | None:
+    tracing = config.tracing
+    if not tracing.enabled:
+        return None
+    return TracingSettings(ratio_threshold(tracing.sample_ratio), tracing.trust_incoming_sampling, tracing.trace_local)
 
 
 def _limits(config: AgentConfig) -> ProxyLimits:

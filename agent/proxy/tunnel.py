@@ -21,6 +21,7 @@ import struct
 import time
 from typing import TYPE_CHECKING
 
+from agent.proxy.spans import finished_request
 from agent.rules.access import access_event
 
 if TYPE_CHECKING:
@@ -179,11 +180,12 @@ class Tunnel:
         self.closing_deadline: float | None = None  # set when the drain began the close handshake
         self.closed_by: str | None = None
         self.ended = False
+        self.head: RequestHead | None = None  # the upgrade request, for its span
 
     @classmethod
     def for_request(cls, ctx: ProxyContext, head: RequestHead, *, client_ip: str | None, started: float) -> Tunnel:
         """The tunnel an upgrade request opens once the app answered 101."""
-        return cls(
+        tunnel = cls(
             ctx,
             request_id=head.ids.request_id,
             trace_id=head.ids.trace_id,
@@ -194,6 +196,8 @@ class Tunnel:
             websocket=head.upgrade is not None and head.upgrade.lower().startswith(b"websocket"),
             started=started,
         )
+        tunnel.head = head
+        return tunnel
 
     def start(self, client: asyncio.Transport, upstream: asyncio.Transport, from_client: bytes, from_upstream: bytes) -> None:
         """Take over both transports; bytes that arrived with the handshake go first."""
@@ -317,6 +321,19 @@ class Tunnel:
         ctx = self.ctx
         ctx.tunnels.discard(self)
         ctx.metrics.tunnel_closed()
+        if self.head is not None and self.head.sampled and ctx.tracer is not None:  # one span for the whole tunnel
+            ctx.tracer.record(
+                finished_request(
+                    self.head,
+                    route=ctx.metrics.route(self.path),
+                    status=101,
+                    started=self.started,
+                    ended=time.perf_counter(),
+                    upstream_started=0.0,
+                    client_ip=self.client_ip,
+                    error_type=None,
+                )
+            )
         if ctx.access_log.enabled:
             event = access_event(
                 request_id=self.request_id,

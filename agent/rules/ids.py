@@ -29,9 +29,12 @@ class Ids(NamedTuple):
     """What a request carries from the agent on: its id, its ``traceparent`` and trace id."""
 
     request_id: str
-    traceparent: str
+    traceparent: str  # what goes to the app
     trace_id: str
     tracestate: bytes | None
+    span_id: str = ""  # a fresh span id: the agent's own span, when it traces
+    parent_id: str | None = None  # the valid incoming traceparent's parent id
+    flags: str | None = None  # and its flags
 
 
 def compile_request_id_pattern(pattern: str) -> re.Pattern[bytes]:
@@ -59,17 +62,23 @@ class RequestIdRule:
 
 def parse_traceparent(value: bytes | None) -> str | None:
     """The trace id of a valid ``traceparent``, else None (the whole header is then ignored)."""
+    parts = traceparent_parts(value)
+    return None if parts is None else parts[0]
+
+
+def traceparent_parts(value: bytes | None) -> tuple[str, str, str] | None:
+    """(trace id, parent id, flags) of a valid ``traceparent``, else None."""
     if not value or len(value) > MAX_TRACEPARENT_BYTES:
         return None
     match = _TRACEPARENT.fullmatch(value)
     if match is None:
         return None
-    version, trace_id, parent_id, _flags, rest = match.groups()
+    version, trace_id, parent_id, flags, rest = match.groups()
     if version == b"ff" or trace_id == _ZERO_TRACE or parent_id == _ZERO_PARENT:
         return None
     if version == b"00" and rest:
         return None
-    return trace_id.decode("ascii")
+    return trace_id.decode("ascii"), parent_id.decode("ascii"), flags.decode("ascii")
 
 
 def parse_traceparent_text(value: str | None) -> str | None:
@@ -126,12 +135,14 @@ def new_id() -> str:
 def resolve_ids(rule: RequestIdRule, request_id: bytes | None, traceparent: bytes | None, tracestate: bytes | None) -> Ids:
     """The ids a request goes on with: valid incoming values kept, the rest made new."""
     new_request_id, new_traceparent, trace_id = new_ids()
+    span_id = new_traceparent[36:52]
     if request_id is not None and rule.accepts(request_id):
         new_request_id = request_id.decode("ascii")
-    incoming_trace_id = parse_traceparent(traceparent)
-    if incoming_trace_id is None:
-        return Ids(new_request_id, new_traceparent, trace_id, None)
-    return Ids(new_request_id, traceparent.decode("ascii"), incoming_trace_id, tracestate)  # type: ignore[union-attr]
+    incoming = traceparent_parts(traceparent)
+    if incoming is None:
+        return Ids(new_request_id, new_traceparent, trace_id, None, span_id)
+    incoming_trace_id, parent_id, flags = incoming
+    return Ids(new_request_id, traceparent.decode("ascii"), incoming_trace_id, tracestate, span_id, parent_id, flags)  # type: ignore[union-attr]
 
 
 def resolve_ids_text(rule: RequestIdRule, request_id: str | None, traceparent: str | None, tracestate: str | None) -> Ids:

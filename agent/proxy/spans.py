@@ -1,0 +1,71 @@
+"""What a traced request's span says (OpenTelemetry HTTP server semantic conventions, v1.26+).
+
+Pure: from the request head and what happened to it, a :class:`agent.tracing.FinishedRequest`.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from agent.proxy.request_head import RequestHead
+from agent.tracing import FinishedRequest
+
+KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "CONNECT", "TRACE"})
+
+
+def finished_request(
+    head: RequestHead,
+    *,
+    route: str,
+    status: int,
+    started: float,
+    ended: float,
+    upstream_started: float,
+    client_ip: str | None,
+    error_type: str | None,
+) -> FinishedRequest:
+    """``started``/``ended``/``upstream_started`` are ``time.perf_counter()`` readings (0: never)."""
+    method = head.method.decode("latin-1")
+    ids = head.ids
+    now_ns = time.time_ns()
+
+    def to_ns(perf: float) -> int:  # one wall-clock reading for all three times
+        return now_ns - int((ended - perf) * 1e9)
+
+    attributes: dict[str, Any] = {
+        "http.request.method": method if method in KNOWN_METHODS else "_OTHER",
+        "url.path": head.path[:2048].decode("latin-1"),
+        "url.scheme": "https" if head.https else "http",
+        "http.route": route,
+        "http.response.status_code": status,
+        "network.protocol.version": "1.1" if head.http11 else "1.0",
+        "http.request.header.x-request-id": (ids.request_id,),
+    }
+    if head.host:
+        attributes["server.address"] = (
+            head.host.rsplit(b":", 1)[0].decode("latin-1") if not head.host.startswith(b"[") else head.host.decode("latin-1")
+        )
+    if client_ip:
+        attributes["client.address"] = client_ip
+    if head.user_agent:
+        attributes["user_agent.original"] = head.user_agent[:512].decode("latin-1")
+    if method not in KNOWN_METHODS:
+        attributes["http.request.method_original"] = method[:16]
+    if upstream_started:
+        attributes["sidecar.upstream.duration_ms"] = round((ended - upstream_started) * 1000, 3)
+    error = error_type or (str(status) if status >= 500 else None)
+    if error is not None:
+        attributes["error.type"] = error
+    return FinishedRequest(
+        name=f"{method if method in KNOWN_METHODS else 'HTTP'} {route}",
+        trace_id=ids.trace_id,
+        span_id=ids.span_id,
+        parent_id=ids.parent_id,
+        tracestate=ids.tracestate.decode("latin-1") if ids.tracestate else None,
+        start_ns=to_ns(started),
+        end_ns=now_ns,
+        attributes=attributes,
+        upstream_ns=to_ns(upstream_started) if upstream_started else None,
+        is_error=error is not None,
+    )

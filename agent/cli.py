@@ -1,6 +1,6 @@
 """Command line: parse arguments, call into the agent, map outcomes to exit codes (SPEC §8).
 
-Exit codes: 0 success / clean drain, 1 cannot start or probe failed, 2 invalid configuration.
+Exit codes: 0 success / clean drain, 1 cannot start, probe or drain failed, 2 invalid configuration.
 """
 
 from __future__ import annotations
@@ -33,6 +33,11 @@ def _parser() -> argparse.ArgumentParser:
     probe.add_argument("kind", choices=("live", "ready", "startup"))
     probe.add_argument("--url", help="full URL (default: the main listener from the config, on 127.0.0.1)")
     probe.add_argument("--timeout", type=float, default=2.0, metavar="S", help="seconds (default 2)")
+    for action, does in (("drain", "readiness 503 until undrain"), ("undrain", "undo a drain made by hand")):
+        control = with_config(commands.add_parser(action, help=f"POST /admin/{action} to the local admin listener: {does}"))
+        control.add_argument("--url", help="admin listener URL (default: admin.listen from the config, on 127.0.0.1)")
+        control.add_argument("--token", help="bearer token (default: admin.token from the config or $AGENT_ADMIN_TOKEN)")
+        control.add_argument("--timeout", type=float, default=5.0, metavar="S", help="seconds (default 5)")
     demo = commands.add_parser("demo", help="run the agent in front of a bundled demo app (no config, no database)")
     demo.add_argument("--port", type=int, default=8000, help="agent main port (default 8000)")
     commands.add_parser("version", help="print the version")
@@ -54,6 +59,17 @@ def _readable_secret_files(config: AgentConfig) -> tuple[ReadableSecretFile, ...
     return readable_secret_files(config, _mode_of)
 
 
+def _control(args: argparse.Namespace) -> int:
+    from agent.admin_control import control
+
+    try:
+        is_done = control(args.command, url=args.url, token=args.token, config_path=args.config, timeout_s=args.timeout)
+    except ConfigError as exc:
+        print(f"sidecar-agent: invalid configuration: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    return EXIT_OK if is_done else EXIT_FAIL
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "version":
@@ -63,6 +79,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         from agent.probe import probe
 
         return EXIT_OK if probe(args.kind, url=args.url, config_path=args.config, timeout_s=args.timeout) else EXIT_FAIL
+    if args.command in ("drain", "undrain"):
+        return _control(args)
     if args.command == "demo":
         from agent.demo import run_demo
 

@@ -19,15 +19,20 @@ def endpoint_path(kind: str, config: AgentConfig) -> str:
     return f"{config.health.path_prefix}/{kind}"
 
 
-def default_url(kind: str, config_path: str | None) -> str:
-    config = load_config(config_path, os.environ)
-    host, port = parse_listen(config.server.listen)
+def local_base_url(listen: str, *, is_tls: bool) -> str:
+    """``http://127.0.0.1:8000`` for ``listen = "0.0.0.0:8000"``: a listener on every address is
+    asked on loopback (``[::1]`` for ``::``), any other as it is; https when it serves TLS."""
+    host, port = parse_listen(listen)
     if host in ("0.0.0.0", "", "::"):
         host = "127.0.0.1" if host != "::" else "::1"
     if ":" in host:
         host = f"[{host}]"
-    scheme = "https" if config.server.tls.enabled else "http"
-    return f"{scheme}://{host}:{port}{endpoint_path(kind, config)}"
+    return f"{'https' if is_tls else 'http'}://{host}:{port}"
+
+
+def default_url(kind: str, config_path: str | None) -> str:
+    config = load_config(config_path, os.environ)
+    return local_base_url(config.server.listen, is_tls=config.server.tls.enabled) + endpoint_path(kind, config)
 
 
 def probe_url(kind: str, url: str | None, config_path: str | None) -> str:
@@ -53,7 +58,7 @@ def probe(kind: str, *, url: str | None, config_path: str | None, timeout_s: flo
     parts = urlsplit(target)
     request_target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     try:
-        conn = _connection(parts.scheme, parts.hostname or "127.0.0.1", parts.port, timeout_s)
+        conn = local_connection(parts.scheme, parts.hostname or "127.0.0.1", parts.port, timeout_s)
         conn.request("GET", request_target, headers={"User-Agent": "sidecar-agent-probe"})
         response = conn.getresponse()
         body = response.read(1024).decode("utf-8", "replace")
@@ -65,9 +70,9 @@ def probe(kind: str, *, url: str | None, config_path: str | None, timeout_s: flo
     return response.status == 200
 
 
-def _connection(scheme: str, host: str, port: int | None, timeout_s: float) -> http.client.HTTPConnection:
-    """Like the kubelet's HTTPS probes, the local probe does not verify the certificate: it asks
-    whether this agent answers, not who it is."""
+def local_connection(scheme: str, host: str, port: int | None, timeout_s: float) -> http.client.HTTPConnection:
+    """Like the kubelet's HTTPS probes, the local probe (and ``drain``) does not verify the
+    certificate: it asks this agent on this machine, not who it is."""
     if scheme != "https":
         return http.client.HTTPConnection(host, port, timeout=timeout_s)
     context = ssl.create_default_context()

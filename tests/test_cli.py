@@ -185,9 +185,7 @@ def test_check_config_with_database_url_only(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("mode", "warned"), [(0o644, True), (0o640, True), (0o600, False)], ids=["0644", "0640", "0600"])
-def test_check_config_warns_when_a_file_holding_a_secret_is_readable_by_others(
-    tmp_path: Path, mode: int, warned: bool
-) -> None:
+def test_check_config_warns_when_a_file_holding_a_secret_is_readable_by_others(tmp_path: Path, mode: int, warned: bool) -> None:
     path = write_config(tmp_path, {"admin": {"token": ADMIN_TOKEN}})
     path.chmod(mode)
     result = cli("check-config", "-c", str(path), cwd=tmp_path)
@@ -205,9 +203,7 @@ def test_check_config_warns_when_a_file_holding_a_secret_is_readable_by_others(
 def test_run_logs_a_warning_when_a_file_holding_a_secret_is_readable_by_others(
     agent_factory: Callable[..., AgentProcess], mode: int, warned: bool
 ) -> None:
-    agent = agent_factory(
-        {"upstream": {"url": f"http://127.0.0.1:{free_port()}"}, "admin": {"token": ADMIN_TOKEN}}, start=False
-    )
+    agent = agent_factory({"upstream": {"url": f"http://127.0.0.1:{free_port()}"}, "admin": {"token": ADMIN_TOKEN}}, start=False)
     agent.config_path.chmod(mode)
     agent.start()
     agent.stop()
@@ -495,3 +491,123 @@ def test_second_sigterm_during_drain_exits_at_once(
     assert code != 0
     assert elapsed < 2.0, elapsed
     assert "agent stopped" not in [r["message"] for r in agent.log_records()]
+
+
+# --- drain / undrain -------------------------------------------------------------------------
+
+
+def test_drain_and_undrain_through_the_local_admin_listener(tmp_path: Path, ready_agent: AgentProcess) -> None:
+    """What ``kubectl exec POD -- sidecar-agent drain`` does: the agent's own config finds the listener."""
+    drained = cli("drain", "-c", str(ready_agent.config_path), cwd=tmp_path)
+    assert drained.returncode == 0, drained.stderr
+    assert json.loads(drained.stdout) == {"draining": True, "reason": "admin", "ready": False}
+    assert drained.stdout.count("\n") == 1 and drained.stderr == ""
+    assert ready_agent.get("/health/ready").status == 503  # the main listener: out of the Service
+    assert ready_agent.get("/health/live").status == 200
+    undrained = cli("undrain", cwd=tmp_path, env={"AGENT_CONFIG": str(ready_agent.config_path)})
+    assert undrained.returncode == 0, undrained.stderr
+    assert json.loads(undrained.stdout) == {"draining": False, "reason": None, "ready": True}
+    assert ready_agent.get("/health/ready").status == 200
+    events = [r for r in ready_agent.log_records() if r.get("logger") == "agent.admin"]
+    assert [(e["message"], e["client_ip"]) for e in events] == [
+        ("admin drain requested", "127.0.0.1"),
+        ("admin undrain requested", "127.0.0.1"),
+    ]
+
+
+def test_drain_sends_the_token_from_the_flag_the_environment_or_the_config(
+    tmp_path: Path, agent_factory: Callable[..., AgentProcess], healthy_upstream: Any
+) -> None:
+    config = fast_checks(healthy_upstream.url)
+    config["admin"] = {"token": ADMIN_TOKEN}
+    config["server"] = {"drain_delay_s": 5.0, "shutdown_timeout_s": 2.0}  # still listening for the 409 at the end
+    agent = agent_factory(config)
+    agent.wait_for("/health/ready", 200, timeout=10)
+    # --url and no config file here: no token to send, so 401 even from loopback.
+    refused = cli("drain", "--url", agent.admin_url, cwd=tmp_path)
+    assert refused.returncode == 1 and refused.stdout == ""
+    assert refused.stderr.startswith("drain: 401 UNAUTHORIZED: ") and len(refused.stderr.splitlines()) == 1
+    assert ADMIN_TOKEN not in refused.stderr
+    assert agent.get("/health/ready").status == 200
+    assert cli("drain", "--url", agent.admin_url, "--token", "wrong", cwd=tmp_path).returncode == 1
+    flag = cli("drain", "--url", agent.admin_url, "--token", ADMIN_TOKEN, cwd=tmp_path)
+    assert flag.returncode == 0, flag.stderr
+    assert agent.get("/health/ready").status == 503
+    environment = cli("undrain", "--url", agent.admin_url + "/", cwd=tmp_path, env={"AGENT_ADMIN_TOKEN": ADMIN_TOKEN})
+    assert environment.returncode == 0, environment.stderr
+    assert agent.get("/health/ready").status == 200
+    from_file = cli("drain", "-c", str(agent.config_path), cwd=tmp_path)
+    assert from_file.returncode == 0, from_file.stderr
+    assert cli("undrain", "-c", str(agent.config_path), cwd=tmp_path).returncode == 0
+    agent.send_signal(signal.SIGTERM)  # undrain cannot cancel a shutdown: 409, exit 1
+    agent.wait_for("/health/ready", 503, timeout=3)
+    conflict = cli("undrain", "-c", str(agent.config_path), cwd=tmp_path)
+    assert conflict.returncode == 1 and conflict.stderr.startswith("undrain: 409 CONFLICT: "), conflict.stderr
+
+
+def test_drain_speaks_https_to_an_admin_listener_with_tls(
+    tmp_path: Path, agent_factory: Callable[..., AgentProcess], healthy_upstream: Any
+) -> None:
+    trustme = pytest.importorskip("trustme")
+    leaf = trustme.CA().issue_cert("127.0.0.1")
+    cert, key = tmp_path / "admin.pem", tmp_path / "admin-key.pem"
+    cert.write_bytes(b"".join(blob.bytes() for blob in leaf.cert_chain_pems))
+    key.write_bytes(leaf.private_key_pem.bytes())
+    key.chmod(0o600)
+    config = fast_checks(healthy_upstream.url)
+    config["admin"] = {"tls": {"cert_file": str(cert), "key_file": str(key)}}
+    agent = agent_factory(config)
+    agent.wait_for("/health/ready", 200, timeout=10)
+    result = cli("drain", "-c", str(agent.config_path), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert agent.get("/health/ready").status == 503
+    plain = cli("undrain", "--url", agent.admin_url, cwd=tmp_path)  # http:// to a TLS listener
+    assert plain.returncode == 1 and plain.stderr.startswith("undrain: "), plain.stderr
+
+
+@pytest.fixture
+async def recording_post_server(aiohttp_server: Callable[..., Any]) -> tuple[str, list[tuple[str, str, str | None]]]:
+    """``(base URL, (method, target, Authorization) received)`` of a server answering 200 to any POST."""
+    received: list[tuple[str, str, str | None]] = []
+
+    async def record(request: web.Request) -> web.Response:
+        received.append((request.method, request.path_qs, request.headers.get("Authorization")))
+        return web.json_response({"draining": True, "reason": "admin", "ready": False})
+
+    app = web.Application()
+    app.router.add_post("/{tail:.*}", record)
+    server = await aiohttp_server(app)
+    return f"http://127.0.0.1:{server.port}", received
+
+
+async def test_drain_url_without_a_path_gets_the_admin_path(
+    tmp_path: Path, recording_post_server: tuple[str, list[tuple[str, str, str | None]]]
+) -> None:
+    base, received = recording_post_server
+    for args in (("drain", "--url", base), ("undrain", "--url", base + "/"), ("drain", "--url", base + "/x/admin/drain")):
+        result = await asyncio.to_thread(cli, *args, cwd=tmp_path)
+        assert result.returncode == 0, (args, result.stderr)
+    await asyncio.to_thread(cli, "drain", "--url", base, "--token", ADMIN_TOKEN, cwd=tmp_path)
+    assert received == [
+        ("POST", "/admin/drain", None),
+        ("POST", "/admin/undrain", None),
+        ("POST", "/x/admin/drain", None),
+        ("POST", "/admin/drain", f"Bearer {ADMIN_TOKEN}"),
+    ]
+
+
+def test_drain_without_an_agent_or_an_admin_listener_fails_with_one_line(tmp_path: Path) -> None:
+    url = f"http://127.0.0.1:{free_port()}"
+    nothing = cli("drain", "--url", url, cwd=tmp_path)
+    assert nothing.returncode == 1 and nothing.stdout == ""
+    assert len(nothing.stderr.splitlines()) == 1 and f"{url}/admin/drain" in nothing.stderr
+    disabled = cli("undrain", "-c", str(write_config(tmp_path, {"admin": {"enabled": False}})), cwd=tmp_path)
+    assert disabled.returncode == 1
+    assert disabled.stderr == "undrain: the admin listener is disabled (admin.enabled = false)\n"
+
+
+def test_drain_with_a_bad_config_exits_2(tmp_path: Path) -> None:
+    path = write_config(tmp_path, {"admin": {"lisen": "x"}})
+    result = cli("drain", "-c", str(path), cwd=tmp_path)
+    assert result.returncode == 2 and result.stdout == ""
+    assert len(result.stderr.splitlines()) == 1 and "admin.lisen" in result.stderr

@@ -29,13 +29,15 @@ MONITOR_KEY = web.AppKey("monitor", Monitor)
 CONFIG_KEY = web.AppKey("config", AgentConfig)
 
 
-def admin_middlewares(config: AgentConfig) -> list[Middleware]:
-    """Outermost first: request context, then the access log (which sees final statuses), then errors."""
+def admin_middlewares(config: AgentConfig, auth: AdminAuth) -> list[Middleware]:
+    """Outermost first: request context, then the access log (which sees final statuses), then
+    errors, then the gate every state-changing request passes (401/403 logged like any error)."""
     rule = RequestIdRule(config.request_id.header, config.request_id.pattern)
     middlewares: list[Middleware] = [make_request_context_middleware(rule)]
     if config.logging.access_log:
         middlewares.append(make_access_log_middleware(config.logging.skip_paths))
     middlewares.append(errors_middleware)
+    middlewares.append(auth.middleware)
     return middlewares
 
 
@@ -48,14 +50,15 @@ def add_response_hooks(app: web.Application, config: AgentConfig) -> None:
 def create_admin_app(
     config: AgentConfig, monitor: Monitor, registry: CollectorRegistry, *, tunnels_open: Callable[[], int] = lambda: 0
 ) -> web.Application:
-    """Full health details, ``/status``, history and drain (behind ``admin.token`` when set), and ``/metrics``."""
+    """Full health details, ``/status``, history and drain (behind ``admin.token`` when set; every
+    change loopback-only without it), and ``/metrics``."""
     auth = AdminAuth(config.admin.token.reveal().encode())
     public = config.health.public_details
 
     def detail(request: web.Request) -> str:
         return "full" if auth.allows(request) else public
 
-    app = web.Application(middlewares=admin_middlewares(config))
+    app = web.Application(middlewares=admin_middlewares(config, auth))
     app[MONITOR_KEY] = monitor
     app[CONFIG_KEY] = config
     add_health_routes(

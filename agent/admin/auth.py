@@ -1,28 +1,42 @@
-"""Who may use the admin listener's details, ``/status`` and ``/admin/*`` when ``admin.token`` is set.
+"""Who may use the admin listener: reads behind ``admin.token`` when it is set, changes closed by default.
 
-Two ways in, both compared in constant time:
+The rule is one pure function, :func:`admin_access`; :class:`AdminAuth` adapts it to aiohttp, as
+:meth:`AdminAuth.require` for a route and :attr:`AdminAuth.middleware` for every change.
+
+- **Changes** (every method but ``GET`` and ``HEAD``: drain, undrain, any route added later) are
+  closed by default (SPEC §10). With ``admin.token`` set they need the token from every peer,
+  loopback included; without one only a loopback peer (``127.0.0.0/8``, ``::1``,
+  ``::ffff:127.x``) may make them, so ``kubectl exec ... sidecar-agent drain`` and
+  ``kubectl port-forward`` (which connects to ``localhost`` inside the pod) keep working while
+  anything else that reaches the pod gets 401. The peer is the socket's, never a header.
+- **Reads** (details, ``/status``, ``/health/history``) need the token when it is set, else are open.
+  ``/metrics`` and the probes never go through here.
+
+Two ways to give the token, both compared in constant time:
 
 - ``Authorization: Bearer <token>`` (curl, scripts, Prometheus), on every method;
 - the ``agent_admin`` cookie, for a browser, which cannot send a header when it opens a page.
   ``GET /status?token=<token>`` sets it (``HttpOnly; SameSite=Strict``, a session cookie) and
   redirects to ``status`` so the token leaves the address bar. The cookie holds an HMAC of the
-  token, never the token itself. A ``POST`` authenticated by the cookie alone must also carry an
+  token, never the token itself. A change authenticated by the cookie alone must also carry an
   ``Origin`` naming this very host: cookies are not scoped by port, so ``SameSite`` alone would
   let a page on another ``localhost`` port drain the agent (CSRF).
 
-Token or not, a ``POST`` whose ``Origin`` names another origin is refused (403): browsers send
+Token or not, a change whose ``Origin`` names another origin is refused (403): browsers send
 ``Origin`` on every cross-origin ``POST``, so no web page can drain an agent reached through
-``kubectl port-forward``; curl and scripts send none.
+``kubectl port-forward`` (a loopback peer); curl and scripts send none.
 """
 
 from __future__ import annotations
 
+import enum
 import hashlib
 import hmac
+import ipaddress
 from urllib.parse import urlsplit
 
 from aiohttp import web
-from aiohttp.typedefs import Handler
+from aiohttp.typedefs import Handler, Middleware
 
 from agent.admin.errors import error_response
 
@@ -30,24 +44,57 @@ COOKIE_NAME = "agent_admin"
 _COOKIE_CONTEXT = b"sidecar-agent admin cookie v1"
 _SAFE_METHODS = frozenset({"GET", "HEAD"})
 
+TOKEN_REQUIRED = "A valid bearer token is required (browsers: open status?token=<token> once)."
+LOOPBACK_ONLY = (
+    "Without admin.token, admin changes are accepted only from loopback: "
+    "run 'sidecar-agent drain' or 'undrain' inside the pod, or set admin.token and send it."
+)
+
+
+class Access(enum.StrEnum):
+    ALLOWED = "allowed"
+    UNAUTHORIZED = "unauthorized"  # 401
+    CROSS_ORIGIN = "cross_origin"  # 403
+
+
+def is_loopback(host: str | None) -> bool:
+    """``127.0.0.0/8``, ``::1`` and IPv4-mapped ``::ffff:127.x``; anything else (a name, None) is not."""
+    try:
+        address = ipaddress.ip_address((host or "").split("%", 1)[0])
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return address.is_loopback
+
+
+def admin_access(
+    *, is_change: bool, peer: str | None, is_token_set: bool, has_credentials: bool, is_cross_origin: bool
+) -> Access:
+    """The whole rule: a token, when set, is needed from everyone; without one, changes only from loopback."""
+    if is_change and is_cross_origin:
+        return Access.CROSS_ORIGIN
+    if is_token_set:
+        return Access.ALLOWED if has_credentials else Access.UNAUTHORIZED
+    if not is_change or is_loopback(peer):
+        return Access.ALLOWED
+    return Access.UNAUTHORIZED
+
 
 class AdminAuth:
-    """``allows(request)`` is always true when no token is configured."""
+    """``allows(request)`` (reads: full details) is always true when no token is configured."""
 
     def __init__(self, token: bytes) -> None:
         self._token = token
         self._cookie = hmac.new(token, _COOKIE_CONTEXT, hashlib.sha256).hexdigest().encode() if token else b""
+        self.middleware: Middleware = self._make_middleware()
 
     @property
     def is_enabled(self) -> bool:
         return bool(self._token)
 
     def allows(self, request: web.Request) -> bool:
-        if not self._token or has_bearer_token(request, self._token):
-            return True
-        if not self._has_cookie(request):
-            return False
-        return request.method in _SAFE_METHODS or _is_same_origin(request)
+        return not self._token or self._has_credentials(request)
 
     @staticmethod
     def is_cross_origin(request: web.Request) -> bool:
@@ -60,21 +107,60 @@ class AdminAuth:
     def set_cookie(self, response: web.StreamResponse) -> None:
         response.set_cookie(COOKIE_NAME, self._cookie.decode(), path="/", httponly=True, samesite="Strict")
 
+    def refusal(self, request: web.Request) -> web.Response | None:
+        """The 401 or 403 :func:`admin_access` decides for ``request``, or None when it may go on."""
+        access = admin_access(
+            is_change=request.method not in _SAFE_METHODS,
+            peer=peer_host(request),
+            is_token_set=self.is_enabled,
+            has_credentials=self.is_enabled and self._has_credentials(request),
+            is_cross_origin=self.is_cross_origin(request),
+        )
+        if access is Access.CROSS_ORIGIN:
+            return error_response(request, 403, "FORBIDDEN", "Cross-origin requests to the admin listener are refused.")
+        if access is Access.UNAUTHORIZED:
+            return unauthorized(request, TOKEN_REQUIRED if self.is_enabled else LOOPBACK_ONLY)
+        return None
+
     def require(self, handler: Handler) -> Handler:
-        """``handler`` behind the token (401 JSON with ``WWW-Authenticate``) and refusing CSRF (403)."""
+        """``handler`` behind :meth:`refusal`: the token when set (401 JSON with ``WWW-Authenticate``), no CSRF (403)."""
 
         async def guarded(request: web.Request) -> web.StreamResponse:
-            if self.is_cross_origin(request):
-                return error_response(request, 403, "FORBIDDEN", "Cross-origin requests to the admin listener are refused.")
-            if self.allows(request):
-                return await handler(request)
-            return unauthorized(request)
+            refused = self.refusal(request)
+            return refused if refused is not None else await handler(request)
 
         return guarded
+
+    def _make_middleware(self) -> Middleware:
+        """Every change on the admin listener, whichever route it is (a future ``PUT /admin/log-level``
+        too), goes through :meth:`refusal`; a 404 or 405 changes nothing and is answered as it is."""
+
+        @web.middleware
+        async def admin_changes(request: web.Request, handler: Handler) -> web.StreamResponse:
+            if request.method in _SAFE_METHODS or request.match_info.http_exception is not None:
+                return await handler(request)
+            refused = self.refusal(request)
+            return refused if refused is not None else await handler(request)
+
+        return admin_changes
+
+    def _has_credentials(self, request: web.Request) -> bool:
+        if has_bearer_token(request, self._token):
+            return True
+        if not self._has_cookie(request):
+            return False
+        return request.method in _SAFE_METHODS or _is_same_origin(request)
 
     def _has_cookie(self, request: web.Request) -> bool:
         given = request.cookies.get(COOKIE_NAME)
         return given is not None and hmac.compare_digest(given.encode(), self._cookie)
+
+
+def peer_host(request: web.Request) -> str | None:
+    """The socket peer's address: never ``request.remote``, which a forwarded-headers middleware may rewrite."""
+    transport = request.transport
+    peername = transport.get_extra_info("peername") if transport is not None else None
+    return str(peername[0]) if isinstance(peername, (tuple, list)) and peername else None
 
 
 def has_bearer_token(request: web.Request, token: bytes) -> bool:
@@ -83,12 +169,12 @@ def has_bearer_token(request: web.Request, token: bytes) -> bool:
     return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), token)
 
 
-def unauthorized(request: web.Request) -> web.Response:
+def unauthorized(request: web.Request, message: str = TOKEN_REQUIRED) -> web.Response:
     return error_response(
         request,
         401,
         "UNAUTHORIZED",
-        "A valid bearer token is required (browsers: open status?token=<token> once).",
+        message,
         headers={"WWW-Authenticate": 'Bearer realm="sidecar-agent admin"'},
     )
 

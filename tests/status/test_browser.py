@@ -101,3 +101,23 @@ async def test_status_page_follows_a_database_outage(agent_factory, running_pg, 
         await page.screenshot(shots / "6-agent-gone.png")
     assert agent.wait(5) == 0
     assert all((shots / name).stat().st_size > 10_000 for name in ("1-healthy.png", "2-database-failing.png"))
+
+
+async def test_status_page_says_why_a_drain_is_refused(agent_factory, healthy_upstream, tmp_path):
+    """A 401 on the Drain button (here: the login cookie is gone) is shown next to it, in words."""
+    config = fast_checks(healthy_upstream.url)
+    config["admin"] = {"token": ADMIN_TOKEN}
+    agent = agent_factory(config)
+    agent.wait_for("/health/ready", 200, timeout=15)
+    async with Chromium(tmp_path / "chromium") as browser:
+        page = await browser.new_page(width=1200, height=800)
+        await page.goto(f"{agent.admin_url}/status?token={ADMIN_TOKEN}")
+        await page.wait_for("document.getElementById('ready')?.dataset.status ?? null", "pass", timeout=10)
+        await page.send("Network.clearBrowserCookies")
+        await page.evaluate("document.getElementById('drain').click()")
+        await page.wait_for("document.getElementById('action-result').dataset.outcome", "unauthorized", timeout=5)
+        text = await page.evaluate("document.getElementById('action-result').textContent")
+        assert text.startswith("Drain not allowed from here (401): ") and "token" in text, text
+        color = "getComputedStyle(document.getElementById('action-result')).color"
+        assert await page.evaluate(color) != await page.evaluate("getComputedStyle(document.body).color")
+    assert agent.get("/health/ready").status == 200

@@ -1,7 +1,8 @@
 """Wires the status page, ``{health prefix}/history`` and ``/admin/drain|undrain`` onto the admin app.
 
-Everything here is behind :class:`~agent.admin.auth.AdminAuth` when ``admin.token`` is set, and
-only reads the monitor's snapshot and history (the drain handlers call ``set_draining``).
+Everything here is behind :class:`~agent.admin.auth.AdminAuth` when ``admin.token`` is set (drain
+and undrain through its middleware, which also keeps them loopback-only without a token), and only
+reads the monitor's snapshot and history (the drain handlers call ``set_draining``).
 """
 
 from __future__ import annotations
@@ -44,7 +45,8 @@ def add_status_routes(
 
     app.router.add_get(f"{health_prefix}/history", auth.require(history), allow_head=True)
     drain, undrain = make_drain_handlers(monitor)
-    # POST only: aiohttp answers any other method with 405 and ``Allow: POST``.
-    app.router.add_post("/admin/drain", auth.require(drain))
-    app.router.add_post("/admin/undrain", auth.require(undrain))
+    # POST only: aiohttp answers any other method with 405 and ``Allow: POST``. Not wrapped here:
+    # auth.middleware gates every state-changing request on the admin listener (SPEC §10).
+    app.router.add_post("/admin/drain", drain)
+    app.router.add_post("/admin/undrain", undrain)
     add_page_routes(app, auth, health_path=health_prefix, metrics_path=metrics_path, version=version)

@@ -1,7 +1,8 @@
 """The status page's script, served as ``/status/app.js``.
 
 It polls ``/health/history`` every 2 s and updates the DOM in place (no reload); drain buttons POST
-to ``admin/drain`` / ``admin/undrain``. Every URL is relative, so the page also works behind a
+to ``admin/drain`` / ``admin/undrain`` and say why when refused (a 401: no token and not loopback,
+or no valid login cookie). Every URL is relative, so the page also works behind a
 path prefix (``kubectl proxy``). Check messages are written with ``textContent`` only: they may
 carry text an upstream chose.
 """
@@ -230,23 +231,33 @@ SCRIPT = r"""
     }
   }
 
-  async function act(path, verb) {
+  function outcome(result, kind, text) {
+    result.dataset.outcome = kind;
+    result.textContent = text;
+  }
+
+  async function act(path, action, done) {
     const result = byId("action-result");
     byId("drain").disabled = byId("undrain").disabled = true;
     try {
       const response = await fetch(path, { method: "POST", credentials: "same-origin", cache: "no-store" });
-      const body = await response.json();
-      result.textContent = response.ok
-        ? `${verb} at ${clock(new Date())}: readiness is now ${body.ready ? "ready" : "not ready"}.`
-        : `${verb} refused (${response.status}): ${body.message}`;
+      const body = await response.json().catch(() => ({}));
+      const message = body.message || `HTTP ${response.status}`;
+      if (response.ok) {
+        outcome(result, "done", `${done} at ${clock(new Date())}: readiness is now ${body.ready ? "ready" : "not ready"}.`);
+      } else if (response.status === 401) {
+        outcome(result, "unauthorized", `${action} not allowed from here (401): ${message}`);
+      } else {
+        outcome(result, "refused", `${action} refused (${response.status}): ${message}`);
+      }
     } catch (error) {
-      result.textContent = `${verb} failed: ${error.message}`;
+      outcome(result, "failed", `${action} failed: ${error.message}`);
     }
     await poll();
   }
 
-  byId("drain").addEventListener("click", () => act("admin/drain", "Drained"));
-  byId("undrain").addEventListener("click", () => act("admin/undrain", "Undrained"));
+  byId("drain").addEventListener("click", () => act("admin/drain", "Drain", "Drained"));
+  byId("undrain").addEventListener("click", () => act("admin/undrain", "Undrain", "Undrained"));
   document.addEventListener("visibilitychange", () => { if (!document.hidden) poll(); });
 
   function loop() {

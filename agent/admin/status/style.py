@@ -70,6 +70,7 @@ ol.events .what { font-weight: 600; margin-right: 8px; }
 ol.events .message { display: block; color: var(--muted); word-break: break-word; font-size: 13px; }
 ol.events li.empty { color: var(--muted); }
 .actions { display: flex; gap: 10px; align-items: center; flex-wrap: wrap; }
+#action-result[data-outcome]:not([data-outcome="done"]) { color: var(--fail); }
 button {
   font: inherit; padding: 6px 14px; border-radius: 6px; border: 1px solid var(--border);
   background: var(--card); color: var(--fg); cursor: pointer;

@@ -19,6 +19,7 @@ from agent.admin.context import make_request_context_middleware
 from agent.admin.errors import errors_middleware
 from agent.admin.health import add_health_routes
 from agent.admin.hooks import make_request_id_hook, make_security_headers_hook, security_headers_rule
+from agent.admin.log_level import LogLevel, add_log_level_routes
 from agent.admin.metrics import make_metrics_handler
 from agent.admin.status import add_status_routes
 from agent.config import AgentConfig
@@ -80,5 +81,6 @@ def create_admin_app(
         version=__version__,
         tunnels_open=tunnels_open,
     )
+    add_log_level_routes(app, auth, LogLevel(config.logging.level))
     add_response_hooks(app, config)
     return app

@@ -138,8 +138,8 @@ async def test_with_a_token_loopback_needs_it_too(make_agent):
     assert (await agent.admin.post("/admin/undrain", headers=BEARER)).status == 200
 
 
-def app_with_log_level(token: str = "") -> tuple[web.Application, list[str]]:
-    """The real admin app plus a new state-changing route registered the plain way."""
+def app_with_new_route(token: str = "") -> tuple[web.Application, list[str]]:
+    """The real admin app plus a new state-changing route registered the plain way (as a future one would be)."""
     calls: list[str] = []
 
     async def set_level(request: web.Request) -> web.StreamResponse:
@@ -147,17 +147,17 @@ def app_with_log_level(token: str = "") -> tuple[web.Application, list[str]]:
         return web.json_response({"level": "DEBUG"})
 
     app = admin_app(make_config(admin={"token": token}))
-    app.router.add_put("/admin/log-level", set_level)
+    app.router.add_put("/admin/future-switch", set_level)
     return app, calls
 
 
 async def test_a_new_state_changing_route_gets_the_rule_without_asking(aiohttp_client):
-    app, calls = app_with_log_level(ADMIN_TOKEN)
+    app, calls = app_with_new_route(ADMIN_TOKEN)
     client = await aiohttp_client(app)
-    assert (await client.put("/admin/log-level")).status == 401
-    assert (await client.put("/admin/log-level", headers={"Origin": "http://evil.example"} | BEARER)).status == 403
-    assert (await client.put("/admin/log-level", headers=BEARER)).status == 200
-    assert (await client.get("/admin/log-level")).status == 405  # a 405 changes nothing: answered as it is
+    assert (await client.put("/admin/future-switch")).status == 401
+    assert (await client.put("/admin/future-switch", headers={"Origin": "http://evil.example"} | BEARER)).status == 403
+    assert (await client.put("/admin/future-switch", headers=BEARER)).status == 200
+    assert (await client.get("/admin/future-switch")).status == 405  # a 405 changes nothing: answered as it is
     assert calls == ["PUT"]
 
 
@@ -226,8 +226,10 @@ def test_from_another_namespace_the_token_opens_changes(agent_factory, healthy_u
 
 
 async def test_from_another_namespace_a_new_route_is_refused(aiohttp_server, netns):
-    app, calls = app_with_log_level()
+    app, calls = app_with_new_route()
     server = await aiohttp_server(app, host=netns.host_ip)
-    answers = await asyncio.to_thread(netns.http, server.port, [("PUT", "/admin/log-level", {}), ("GET", "/metrics", {})])
-    assert statuses(answers) == [401, 200]
+    answers = await asyncio.to_thread(
+        netns.http, server.port, [("PUT", "/admin/future-switch", {}), ("PUT", "/admin/log-level", {}), ("GET", "/metrics", {})]
+    )
+    assert statuses(answers) == [401, 401, 200]
     assert calls == []

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs the whole test suite on a Debian machine with Python >= 3.11.
 # Installs what the tests need when it is missing: the PostgreSQL server, HAProxy, Prometheus
-# with promtool, Chromium and iproute2 (Debian packages, needs root or sudo), and the project with its test dependencies in ./.venv.
+# with promtool, Chromium, iproute2 and curl (Debian packages, needs root or sudo), and the project with its test dependencies in ./.venv.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,6 +12,7 @@ command -v haproxy >/dev/null || need_apt+=(haproxy)
 command -v runuser >/dev/null || need_apt+=(util-linux)
 command -v chromium >/dev/null || need_apt+=(chromium)
 command -v ip >/dev/null || need_apt+=(iproute2)  # ip netns: a non-loopback peer for the admin access tests
+command -v curl >/dev/null || need_apt+=(curl)  # a real TLS client for the TLS tests
 python3 -c 'import ensurepip, venv' 2>/dev/null || need_apt+=(python3-venv)
 if [ ${#need_apt[@]} -gt 0 ]; then
     sudo_cmd=""
@@ -26,6 +27,6 @@ if [ ! -x .venv/bin/python ]; then
     python3 -m venv .venv
 fi
 .venv/bin/python -m pip install -q --upgrade pip >/dev/null
-.venv/bin/python -m pip install -q -e '.[fast,test]'
+.venv/bin/python -m pip install -q -e '.[otlp,test]'
 
 exec .venv/bin/python -m pytest "$@"

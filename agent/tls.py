@@ -28,11 +28,12 @@ from agent.config.schema import ClientTlsConfig, ListenerTlsConfig
 
 log = logging.getLogger("agent.tls")
 
-# OpenSSL reasons a server sees, folded into a bounded label set.
+# OpenSSL reasons a server sees, folded into a bounded label set. Old clients get
+# UNSUPPORTED_PROTOCOL; WRONG_VERSION_NUMBER means the first bytes were no TLS record at all (an SSH
+# banner, random bytes, an HTTP method OpenSSL does not recognise): a scanner, so "other".
 _REASONS = {
     "HTTP_REQUEST": "http_request",
     "HTTPS_PROXY_REQUEST": "http_request",
-    "WRONG_VERSION_NUMBER": "protocol_version",
     "UNSUPPORTED_PROTOCOL": "protocol_version",
     "TLSV1_ALERT_PROTOCOL_VERSION": "protocol_version",
     "NO_PROTOCOLS_AVAILABLE": "protocol_version",

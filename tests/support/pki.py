@@ -19,7 +19,10 @@ from pathlib import Path
 
 import trustme
 from cryptography import x509
-from cryptography.hazmat.primitives.serialization import Encoding
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat, load_pem_private_key
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 
 @dataclass(frozen=True)
@@ -47,6 +50,38 @@ def write_pair(leaf: trustme.LeafCert, directory: Path, name: str) -> Pair:
     key_file.write_bytes(leaf.private_key_pem.bytes())
     key_file.chmod(0o600)
     return Pair(str(cert_file), str(key_file), x509.load_pem_x509_certificate(leaf.cert_chain_pems[0].bytes()))
+
+
+def issue_client(ca: trustme.CA, directory: Path, name: str, *, subject: x509.Name, sans: list[x509.GeneralName]) -> Pair:
+    """A client certificate trustme cannot make (a URI SAN, any subject), signed with ``ca``'s key."""
+    ca_key = load_pem_private_key(ca.private_key_pem.bytes(), None)
+    ca_cert = x509.load_pem_x509_certificate(ca.cert_pem.bytes())
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = datetime.datetime.now(datetime.UTC)
+    leaf = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(ca_cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(hours=1))
+        .not_valid_after(now + datetime.timedelta(days=30))
+        .add_extension(x509.SubjectAlternativeName(sans), critical=False)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+        .sign(ca_key, hashes.SHA256())  # type: ignore[arg-type]
+    )
+    directory.mkdir(parents=True, exist_ok=True)
+    cert_file, key_file = directory / f"{name}.crt", directory / f"{name}.key"
+    cert_file.write_bytes(leaf.public_bytes(Encoding.PEM))
+    key_file.write_bytes(key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption()))
+    key_file.chmod(0o600)
+    return Pair(str(cert_file), str(key_file), leaf)
+
+
+def name(**attributes: str) -> x509.Name:
+    """``name(CN="web", O="Acme, Inc.")``: an x509 name, most general attribute last as written."""
+    oids = {"CN": NameOID.COMMON_NAME, "O": NameOID.ORGANIZATION_NAME, "OU": NameOID.ORGANIZATIONAL_UNIT_NAME}
+    return x509.Name([x509.NameAttribute(oids[key], value) for key, value in reversed(attributes.items())])
 
 
 @dataclass(frozen=True)

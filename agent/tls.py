@@ -109,8 +109,18 @@ def read_certificate(path: str) -> Certificate:
 
 def subject_text(subject: Any) -> str:
     """``getpeercert()``'s subject as RFC 4514 text, most specific first (``CN=a,O=b``), as Envoy shows it."""
-    parts = [f"{_SHORT.get(key, key)}={value}" for rdn in subject for key, value in rdn]
-    return ",".join(reversed(parts))
+    rdns = ["+".join(f"{_SHORT.get(key, key)}={_escaped(value)}" for key, value in rdn) for rdn in subject]
+    return ",".join(reversed(rdns))
+
+
+def _escaped(value: str) -> str:
+    """RFC 4514 §2.4: ``O=Acme\\, Inc.``, so that a value cannot pass for another attribute."""
+    text = "".join("\\" + char if char in '\\"+,;<>' else char for char in value)
+    if text[:1] in ("#", " "):
+        text = "\\" + text
+    if text.endswith(" ") and not text.endswith("\\ "):
+        text = text[:-1] + "\\ "
+    return text
 
 
 _SHORT = {

@@ -115,9 +115,9 @@ class Pki:
     def __repr__(self) -> str:  # pytest prints fixtures of failed tests: the path says enough
         return f"Pki({self.dir})"
 
-    def issue(self, name: str, *, not_after: datetime.datetime | None = None) -> Pair:
-        """A new server pair for ``localhost``/``127.0.0.1`` from the same CA (a renewal)."""
-        return write_pair(self.ca.issue_cert("localhost", "127.0.0.1", not_after=not_after), self.dir, name)
+    def issue(self, directory: Path, name: str, *, not_after: datetime.datetime | None = None) -> Pair:
+        """A new server pair for ``localhost``/``127.0.0.1`` from the same CA (a renewal), in ``directory``."""
+        return write_pair(self.ca.issue_cert("localhost", "127.0.0.1", not_after=not_after), directory, name)
 
     def client_context(self, client: Pair | None = None, *, ca_file: str | None = None) -> ssl.SSLContext:
         """A client context trusting this CA (or ``ca_file``), presenting ``client`` when given."""

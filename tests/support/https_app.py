@@ -23,6 +23,20 @@ from aiohttp import web
 from tests.support.pki import Pair
 
 START_TIMEOUT_S = 10.0
+SETTLE_TIMEOUT_S = 2.0
+
+
+async def _settle() -> None:
+    """Let handshakes still under way end (the peer has usually gone already), cancel what remains,
+    and give the loop a few turns: asyncio closes a failed handshake's socket in a callback it
+    schedules, and a socket left to the loop's close is only found by the garbage collector."""
+    pending = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+    if pending:
+        _, still = await asyncio.wait(pending, timeout=SETTLE_TIMEOUT_S)
+        for task in still:
+            task.cancel()
+        await asyncio.gather(*still, return_exceptions=True)
+    await asyncio.sleep(0.05)
 
 
 class HttpsApp:
@@ -88,6 +102,7 @@ class HttpsApp:
             await self._stopped.wait()
         finally:
             await runner.cleanup()
+            await _settle()
 
     def _run(self) -> None:
         loop = asyncio.new_event_loop()

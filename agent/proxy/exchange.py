@@ -19,7 +19,7 @@ from agent.proxy.local import local_answer
 from agent.proxy.request_head import Headers, RequestHead
 from agent.proxy.response_head import error_answer, proxied_head, switching_head
 from agent.proxy.tunnel import Tunnel
-from agent.proxy.upstream import PoolExhausted, UpstreamConnection, UpstreamProtocolError
+from agent.proxy.upstream import PoolExhausted, UpstreamConnection, UpstreamProtocolError, connect_failure
 from agent.proxy.wire import IDEMPOTENT_METHODS, LAST_CHUNK, chunk, is_token
 from agent.rules.access import access_event
 from agent.rules.ids import new_id
@@ -145,7 +145,7 @@ class Exchange:
             return
         except (OSError, TimeoutError) as exc:
             self.ctx.metrics.upstream_error("connect")
-            self.fail(502, "UPSTREAM_UNAVAILABLE", reason=f"connect: {type(exc).__name__}")
+            self.fail(502, "UPSTREAM_UNAVAILABLE", reason=f"connect: {connect_failure(exc)}")
             return
         except Exception as exc:  # a bug in the agent, not the app's doing
             self.internal_error(exc, "connect")

@@ -206,6 +206,16 @@ class PoolExhausted(Exception):
     """No upstream connection became free in time."""
 
 
+def connect_failure(exc: BaseException) -> str:
+    """Why a connection to the app failed, for the log (never a response): the exception's type,
+    and for TLS what OpenSSL said (``SSLCertVerificationError: Hostname mismatch, ...``)."""
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return f"{type(exc).__name__}: {exc.verify_message}"
+    if isinstance(exc, ssl.SSLError):
+        return f"{type(exc).__name__}: {exc.reason}"
+    return type(exc).__name__
+
+
 class UpstreamPool:
     """At most ``max_connections`` connections; idle ones kept ``idle_timeout_s``, newest first."""
 

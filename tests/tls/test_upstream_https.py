@@ -9,13 +9,17 @@ to the app.
 from __future__ import annotations
 
 import json
+import socket
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from tests.support.agent import AgentProcess, proxy_config
 from tests.support.https_app import HttpsApp
+from tests.support.net import free_port
 from tests.support.pki import Pki, write_pair
+from tests.support.polling import wait_until
 from tests.support.reports import records, upstream_errors, wait_for_log
 
 VERIFY_OFF_WARNING = "upstream.tls.verify = false: the app's certificate is NOT verified; anyone on the path can impersonate it"
@@ -99,3 +103,35 @@ def test_the_app_requiring_a_client_certificate_gets_the_agents(pki: Pki, agent_
     assert body["error_code"] == "UPSTREAM_UNAVAILABLE"
     assert_reason_not_in_body(body)
     assert line["reason"], line
+
+
+def test_an_app_refusing_the_agents_missing_certificate_is_a_502_that_says_so(
+    pki: Pki, agent_factory: Callable[..., AgentProcess]
+) -> None:
+    # OpenSSL's own server sends the TLS 1.3 "certificate required" alert that asyncio apps never flush.
+    port = free_port()
+    command = ["openssl", "s_server", "-accept", f"127.0.0.1:{port}", "-cert", pki.server.cert_file, "-key", pki.server.key_file]
+    command += ["-CAfile", pki.ca_file, "-Verify", "1", "-www", "-quiet"]
+    server = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        assert wait_until(lambda: _listening(port), timeout=5), "openssl s_server did not start"
+        without = start(agent_factory, f"https://localhost:{port}", ca_file=pki.ca_file)
+        body, line = failed_request(without)
+        assert body["error_code"] == "UPSTREAM_UNAVAILABLE"
+        assert_reason_not_in_body(body)
+        assert "CERTIFICATE_REQUIRED" in line["reason"], line
+
+        cert = {"cert_file": pki.client.cert_file, "key_file": pki.client.key_file}
+        served = start(agent_factory, f"https://localhost:{port}", ca_file=pki.ca_file, **cert)
+        assert served.get("/").status == 200  # s_server -www answers any GET with its status page
+    finally:
+        server.terminate()
+        server.wait(5)
+
+
+def _listening(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+    except OSError:
+        return False
+    return True

@@ -2,7 +2,8 @@
 
 ``HAProxy(workdir, frontend_port, [(name, port), ...], server_options=...)`` writes a config whose
 backend health-checks ``GET /health/ready`` on each server; ``server_options`` is what follows
-``server NAME 127.0.0.1:PORT`` (``ssl verify none check check-ssl ...`` for agents serving TLS).
+``server NAME 127.0.0.1:PORT`` (``ssl verify none check check-ssl ...`` for agents serving TLS),
+one string for every server or one per server name.
 Server state and per-server session counters come from ``show stat`` on the admin stats socket,
 not from the responses.
 """
@@ -28,7 +29,12 @@ class HAProxy:
     """A foreground (``-db``) HAProxy subprocess with an admin stats socket."""
 
     def __init__(
-        self, workdir: Path, frontend_port: int, backends: list[tuple[str, int]], *, server_options: str = PLAIN_SERVER_OPTIONS
+        self,
+        workdir: Path,
+        frontend_port: int,
+        backends: list[tuple[str, int]],
+        *,
+        server_options: str | dict[str, str] = PLAIN_SERVER_OPTIONS,
     ) -> None:
         self.workdir = workdir
         self.frontend_port = frontend_port
@@ -41,7 +47,8 @@ class HAProxy:
         self.socket_path = sock
         self.config_path = workdir / "haproxy.cfg"
         self.log_path = workdir / "haproxy.log"
-        servers = "\n".join(f"    server {name} 127.0.0.1:{port} {server_options}" for name, port in backends)
+        options = server_options if isinstance(server_options, dict) else dict.fromkeys(self.names, server_options)
+        servers = "\n".join(f"    server {name} 127.0.0.1:{port} {options[name]}" for name, port in backends)
         self.config_path.write_text(
             f"""\
 global

@@ -11,15 +11,26 @@ ERROR and count it.
 from __future__ import annotations
 
 import datetime
+import fcntl
 import http.client
+import os
 import signal
 import ssl
+import subprocess
+import sys
+import termios
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from cryptography import x509
+from cryptography.hazmat.primitives.serialization import (
+    BestAvailableEncryption,
+    Encoding,
+    PrivateFormat,
+    load_pem_private_key,
+)
 
 from tests.support.agent import AgentProcess, proxy_config
 from tests.support.pki import MountedSecret, Pair, Pki
@@ -149,3 +160,71 @@ def test_a_broken_rotation_keeps_the_certificate_in_use(
     assert tls_metric(agent, "agent_tls_certificate_expiry_timestamp_seconds") == not_after(third)
     assert tls_metric(agent, "agent_tls_reloads_total") == 1
     assert tls_metric(agent, "agent_tls_reload_failures_total") == 2
+
+
+class AgentOnATerminal(AgentProcess):
+    """The agent started from a terminal (``docker run -it``, a shell): it has a controlling tty,
+    which is where OpenSSL asks for a key's passphrase when nobody gave it a way to."""
+
+    def start(self, *, wait: bool = True, timeout: float = 15.0) -> AgentProcess:
+        self.terminal, tty = os.openpty()
+
+        def take_the_terminal() -> None:  # in the child, after setsid(): the pty becomes its tty
+            fcntl.ioctl(tty, termios.TIOCSCTTY, 0)
+
+        with self.stdout_path.open("ab") as stdout, self.stderr_path.open("ab") as stderr:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "agent", "run", "-c", str(self.config_path)],
+                cwd=self.workdir,
+                env=self.env,
+                stdin=tty,
+                stdout=stdout,
+                stderr=stderr,
+                start_new_session=True,
+                preexec_fn=take_the_terminal,  # no thread of this test process runs meanwhile
+                pass_fds=(tty,),
+            )
+        os.close(tty)
+        if wait:
+            self.wait_listening(timeout)
+        return self
+
+    def shown(self) -> bytes:
+        """What the agent wrote to its terminal so far."""
+        os.set_blocking(self.terminal, False)
+        try:
+            return os.read(self.terminal, 4096)
+        except OSError:
+            return b""
+
+    def stop(self) -> None:
+        super().stop()
+        os.close(self.terminal)
+
+
+def test_an_encrypted_key_rotated_in_is_refused_without_asking_for_a_passphrase(
+    tmp_path: Path, pki: Pki, upstream: UpstreamProcess
+) -> None:
+    first, second = pki.issue(tmp_path, "first"), pki.issue(tmp_path, "second")
+    encrypted = tmp_path / "second-encrypted.key"
+    key = load_pem_private_key(Path(second.key_file).read_bytes(), None)
+    encrypted.write_bytes(key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, BestAvailableEncryption(b"secret")))
+    secret = MountedSecret(tmp_path / "secret", secret_files(first))
+    tls = {"cert_file": secret.path("tls.crt"), "key_file": secret.path("tls.key"), "reload_interval_s": RELOAD_INTERVAL_S}
+    agent = AgentOnATerminal(tmp_path / "agent", proxy_config(upstream.url, server={"tls": tls}), tls=pki.client_context())
+    try:
+        agent.start()
+        secret.update({"tls.crt": second.cert_file, "tls.key": str(encrypted)})
+
+        def refused() -> bool:
+            try:
+                return tls_metric(agent, "agent_tls_reload_failures_total") == 1
+            except OSError:  # TimeoutError: the event loop is stuck
+                return False
+
+        assert wait_until(refused, timeout=5), f"terminal: {agent.shown()!r}"
+        assert agent.shown() == b""  # nobody was asked for a passphrase
+        assert agent.get("/health/live").status == 200
+        assert served_serial(agent.port, pki.client_context()) == first.serial
+    finally:
+        agent.stop()

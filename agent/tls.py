@@ -144,7 +144,7 @@ def server_context(config: ListenerTlsConfig, stats: HandshakeStats | None = Non
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.minimum_version = _VERSIONS[config.min_version]
     try:
-        ctx.load_cert_chain(config.cert_file, config.key_file)
+        ctx.load_cert_chain(config.cert_file, config.key_file, password=_refuse_passphrase)
         if config.client_verification:
             ctx.load_verify_locations(config.client_ca_file)
     except (OSError, ssl.SSLError) as exc:
@@ -155,6 +155,11 @@ def server_context(config: ListenerTlsConfig, stats: HandshakeStats | None = Non
     if stats is not None:
         ctx.sslobject_class = _counting_class(stats)
     return ctx
+
+
+def _refuse_passphrase() -> str:
+    # Without a callback OpenSSL asks for it on the process's terminal, blocking the event loop.
+    raise TlsError("the private key is encrypted (a key with a passphrase is not supported)")
 
 
 def client_context(config: ClientTlsConfig) -> ssl.SSLContext:

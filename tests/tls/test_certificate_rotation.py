@@ -224,6 +224,8 @@ def test_an_encrypted_key_rotated_in_is_refused_without_asking_for_a_passphrase(
 
         assert wait_until(refused, timeout=5), f"terminal: {agent.shown()!r}"
         assert agent.shown() == b""  # nobody was asked for a passphrase
+        (line,) = records(agent, "certificate reload refused: keeping the one in use")
+        assert "encrypted" in line["reason"], line
         assert agent.get("/health/live").status == 200
         assert served_serial(agent.port, pki.client_context()) == first.serial
     finally:

@@ -28,11 +28,12 @@ from agent.config.schema import ClientTlsConfig, ListenerTlsConfig
 
 log = logging.getLogger("agent.tls")
 
-# OpenSSL reasons a server sees, folded into a bounded label set.
+# OpenSSL reasons a server sees, folded into a bounded label set. Old clients get
+# UNSUPPORTED_PROTOCOL; WRONG_VERSION_NUMBER means the first bytes were no TLS record at all (an SSH
+# banner, random bytes, an HTTP method OpenSSL does not recognise): a scanner, so "other".
 _REASONS = {
     "HTTP_REQUEST": "http_request",
     "HTTPS_PROXY_REQUEST": "http_request",
-    "WRONG_VERSION_NUMBER": "protocol_version",
     "UNSUPPORTED_PROTOCOL": "protocol_version",
     "TLSV1_ALERT_PROTOCOL_VERSION": "protocol_version",
     "NO_PROTOCOLS_AVAILABLE": "protocol_version",
@@ -108,8 +109,18 @@ def read_certificate(path: str) -> Certificate:
 
 def subject_text(subject: Any) -> str:
     """``getpeercert()``'s subject as RFC 4514 text, most specific first (``CN=a,O=b``), as Envoy shows it."""
-    parts = [f"{_SHORT.get(key, key)}={value}" for rdn in subject for key, value in rdn]
-    return ",".join(reversed(parts))
+    rdns = ["+".join(f"{_SHORT.get(key, key)}={_escaped(value)}" for key, value in rdn) for rdn in subject]
+    return ",".join(reversed(rdns))
+
+
+def _escaped(value: str) -> str:
+    """RFC 4514 §2.4: ``O=Acme\\, Inc.``, so that a value cannot pass for another attribute."""
+    text = "".join("\\" + char if char in '\\"+,;<>' else char for char in value)
+    if text[:1] in ("#", " "):
+        text = "\\" + text
+    if text.endswith(" ") and not text.endswith("\\ "):
+        text = text[:-1] + "\\ "
+    return text
 
 
 _SHORT = {
@@ -133,7 +144,7 @@ def server_context(config: ListenerTlsConfig, stats: HandshakeStats | None = Non
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.minimum_version = _VERSIONS[config.min_version]
     try:
-        ctx.load_cert_chain(config.cert_file, config.key_file)
+        ctx.load_cert_chain(config.cert_file, config.key_file, password=_refuse_passphrase)
         if config.client_verification:
             ctx.load_verify_locations(config.client_ca_file)
     except (OSError, ssl.SSLError) as exc:
@@ -144,6 +155,11 @@ def server_context(config: ListenerTlsConfig, stats: HandshakeStats | None = Non
     if stats is not None:
         ctx.sslobject_class = _counting_class(stats)
     return ctx
+
+
+def _refuse_passphrase() -> str:
+    # Without a callback OpenSSL asks for it on the process's terminal, blocking the event loop.
+    raise TlsError("the private key is encrypted (a key with a passphrase is not supported)")
 
 
 def client_context(config: ClientTlsConfig) -> ssl.SSLContext:

@@ -3,6 +3,7 @@ agent in the test's own event loop with scripted checks."""
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import AsyncExitStack
 from pathlib import Path
@@ -54,13 +55,19 @@ def healthy_upstream(upstream: UpstreamProcess) -> Iterator[UpstreamProcess]:
 
 @pytest.fixture
 def agent_factory(tmp_path: Path) -> Iterator[Callable[..., AgentProcess]]:
-    """``agent_factory(config_dict, env=...)`` -> a started agent; all are stopped after the test."""
+    """``agent_factory(config_dict, env=..., tls=...)`` -> a started agent; all are stopped after the test.
+    ``tls``: the client context for its TLS listeners (default: one that verifies nothing)."""
     agents: list[AgentProcess] = []
 
     def make(
-        config: dict[str, Any], *, env: dict[str, str] | None = None, start: bool = True, name: str | None = None
+        config: dict[str, Any],
+        *,
+        env: dict[str, str] | None = None,
+        start: bool = True,
+        name: str | None = None,
+        tls: ssl.SSLContext | None = None,
     ) -> AgentProcess:
-        agent = AgentProcess(tmp_path / (name or f"agent{len(agents)}"), config, env=env)
+        agent = AgentProcess(tmp_path / (name or f"agent{len(agents)}"), config, env=env, tls=tls)
         agents.append(agent)
         return agent.start() if start else agent
 

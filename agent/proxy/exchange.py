@@ -20,7 +20,7 @@ from agent.proxy.request_head import Headers, RequestHead
 from agent.proxy.response_head import error_answer, proxied_head, switching_head
 from agent.proxy.spans import finished_request
 from agent.proxy.tunnel import Tunnel
-from agent.proxy.upstream import PoolExhausted, UpstreamConnection, UpstreamProtocolError
+from agent.proxy.upstream import PoolExhausted, UpstreamConnection, UpstreamProtocolError, failure_reason
 from agent.proxy.wire import IDEMPOTENT_METHODS, LAST_CHUNK, chunk, is_token
 from agent.rules.access import access_event
 from agent.rules.ids import new_id
@@ -147,7 +147,7 @@ class Exchange:
             return
         except (OSError, TimeoutError) as exc:
             self.ctx.metrics.upstream_error("connect")
-            self.fail(502, "UPSTREAM_UNAVAILABLE", reason=f"connect: {type(exc).__name__}")
+            self.fail(502, "UPSTREAM_UNAVAILABLE", reason=f"connect: {failure_reason(exc)}")
             return
         except Exception as exc:  # a bug in the agent, not the app's doing
             self.internal_error(exc, "connect")
@@ -316,7 +316,7 @@ class Exchange:
             asyncio.get_running_loop().create_task(self._connect())
             return
         self.ctx.metrics.upstream_error("reset")
-        self.fail(502, "UPSTREAM_UNAVAILABLE", reason="reset")
+        self.fail(502, "UPSTREAM_UNAVAILABLE", reason="reset" if conn.tls_error is None else f"reset: {conn.tls_error}")
 
     def on_upstream_error(self, exc: UpstreamProtocolError) -> None:
         self._upstream_failed("protocol", 502, "UPSTREAM_UNAVAILABLE", f"protocol: {exc}")

@@ -319,7 +319,7 @@ class ClientConnection(asyncio.Protocol):
             is_head = self.parser.get_method() == b"HEAD"
         except httptools.HttpParserError:
             is_head = False
-        self.write(rejection(self.ctx, exc, peer=self.peer, is_head=is_head))
+        self.write(rejection(self.ctx, exc, peer=self.peer, is_head=is_head, https=self.tls))
         self.close()
 
     # --- plumbing used by exchanges --------------------------------------------------------
@@ -434,10 +434,11 @@ class ClientConnection(asyncio.Protocol):
         return self.transport, rest
 
 
-def rejection(ctx: ProxyContext, exc: Reject, *, peer: str | None, is_head: bool) -> bytes:
-    """The answer to a request refused before it had an exchange: counted, logged, JSON."""
+def rejection(ctx: ProxyContext, exc: Reject, *, peer: str | None, is_head: bool, https: bool) -> bytes:
+    """The answer to a request refused before it had an exchange: counted, logged, JSON.
+    ``https``: the connection is the agent's own TLS (a trusted proxy's word is not parsed yet)."""
     request_id, _, trace_id = exc.ids[:3] if exc.ids is not None else new_ids()
-    head, body, error_id = error_answer(ctx.settings, exc.status, exc.code, request_id=request_id, https=False, close=True)
+    head, body, error_id = error_answer(ctx.settings, exc.status, exc.code, request_id=request_id, https=https, close=True)
     ctx.metrics.start()
     ctx.metrics.observe("OTHER", "", exc.status, 0.0)  # unparsed: no trustworthy method or path
     log.log(

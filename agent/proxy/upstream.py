@@ -39,6 +39,7 @@ class UpstreamConnection(asyncio.Protocol):
         "pool",
         "responses",
         "switching",
+        "tls_error",
         "transport",
     )
 
@@ -55,6 +56,7 @@ class UpstreamConnection(asyncio.Protocol):
         self._head_bytes = 0
         self._framed = False
         self.switching: list[tuple[bytes, bytes, bytes]] | None = None  # a 101's headers, until the switch
+        self.tls_error: str | None = None  # the TLS error (an alert from the app) that ended the connection
 
     # --- asyncio.Protocol -----------------------------------------------------------------
 
@@ -102,6 +104,8 @@ class UpstreamConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        if isinstance(exc, ssl.SSLError):
+            self.tls_error = failure_reason(exc)
         self.pool.discard(self)
         exchange, self.exchange = self.exchange, None
         if exchange is not None:
@@ -204,6 +208,17 @@ class UpstreamConnection(asyncio.Protocol):
 
 class PoolExhausted(Exception):
     """No upstream connection became free in time."""
+
+
+def failure_reason(exc: BaseException) -> str:
+    """Why a connection to the app failed, for the log (never a response): the exception's type,
+    and for TLS what OpenSSL said (``SSLCertVerificationError: Hostname mismatch, ...``,
+    ``SSLError: TLSV13_ALERT_CERTIFICATE_REQUIRED``)."""
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return f"{type(exc).__name__}: {exc.verify_message}"
+    if isinstance(exc, ssl.SSLError):
+        return f"{type(exc).__name__}: {exc.reason}"
+    return type(exc).__name__
 
 
 class UpstreamPool:

@@ -1,4 +1,9 @@
-"""Runs the real agent as a subprocess (``python -m agent run -c FILE``) for integration tests."""
+"""Runs the real agent as a subprocess (``python -m agent run -c FILE``) for integration tests.
+
+A listener with a ``[server.tls]`` / ``[admin.tls]`` ``cert_file`` is spoken to over HTTPS, with
+the ``tls`` client context the test gives (a client certificate, a CA) or, by default, one that
+verifies nothing, as the kubelet's probes do.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,7 @@ import http.client
 import json
 import os
 import signal
+import ssl
 import subprocess
 import sys
 import time
@@ -56,6 +62,12 @@ def proxy_config(upstream_url: str, **sections: dict[str, Any]) -> dict[str, Any
     return config
 
 
+def _scheme(section: dict[str, Any]) -> str:
+    """``https`` for a listener whose ``tls`` table names a certificate."""
+    tls = section.get("tls")
+    return "https" if isinstance(tls, dict) and tls.get("cert_file") else "http"
+
+
 class Response:
     def __init__(self, status: int, headers: http.client.HTTPMessage, body: bytes, elapsed_s: float) -> None:
         self.status = status
@@ -67,12 +79,32 @@ class Response:
         return json.loads(self.body)
 
 
-def http_get(url: str, *, headers: dict[str, str] | None = None, timeout: float = 5.0, method: str = "GET") -> Response:
+def unverified_tls() -> ssl.SSLContext:
+    """A client context that checks neither the name nor the chain (what a probe uses)."""
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+def http_get(
+    url: str,
+    *,
+    headers: dict[str, str] | None = None,
+    timeout: float = 5.0,
+    method: str = "GET",
+    tls: ssl.SSLContext | None = None,
+) -> Response:
+    """One request on a new connection; ``https://`` URLs use ``tls`` (default: unverified)."""
     from urllib.parse import urlsplit
 
     parts = urlsplit(url)
     started = time.perf_counter()
-    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout)
+    conn = (
+        http.client.HTTPSConnection(parts.hostname, parts.port, timeout=timeout, context=tls or unverified_tls())
+        if parts.scheme == "https"
+        else http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout)
+    )
     try:
         path = parts.path + (f"?{parts.query}" if parts.query else "")
         conn.request(method, path, headers=headers or {})
@@ -86,8 +118,11 @@ def http_get(url: str, *, headers: dict[str, str] | None = None, timeout: float 
 class AgentProcess:
     """One agent process with its own config file, ports and captured output."""
 
-    def __init__(self, workdir: Path, config: dict[str, Any], *, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, workdir: Path, config: dict[str, Any], *, env: dict[str, str] | None = None, tls: ssl.SSLContext | None = None
+    ) -> None:
         self.workdir = workdir
+        self.tls = tls  # the client context for listeners that speak TLS
         workdir.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
         self.admin_port = free_port()
@@ -96,6 +131,8 @@ class AgentProcess:
         config["server"] = {"listen": f"127.0.0.1:{self.port}", **config["server"]}
         config.setdefault("admin", {})
         config["admin"] = {"listen": f"127.0.0.1:{self.admin_port}", **config["admin"]}
+        self.scheme = _scheme(config["server"])
+        self.admin_scheme = _scheme(config["admin"])
         self.config_path = workdir / "agent.toml"
         self.config_path.write_text(to_toml(config))
         self.stdout_path = workdir / "stdout.log"
@@ -107,11 +144,11 @@ class AgentProcess:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{self.scheme}://127.0.0.1:{self.port}"
 
     @property
     def admin_url(self) -> str:
-        return f"http://127.0.0.1:{self.admin_port}"
+        return f"{self.admin_scheme}://127.0.0.1:{self.admin_port}"
 
     def start(self, *, wait: bool = True, timeout: float = 15.0) -> AgentProcess:
         with self.stdout_path.open("ab") as stdout, self.stderr_path.open("ab") as stderr:
@@ -132,7 +169,7 @@ class AgentProcess:
             if self.process is not None and self.process.poll() is not None:
                 raise RuntimeError(f"agent exited with {self.process.returncode}: {self.output()[-2000:]}")
             try:
-                if http_get(self.url + "/health/live", timeout=1.0).status == 200:
+                if http_get(self.url + "/health/live", timeout=1.0, tls=self.tls).status == 200:
                     return
             except OSError:
                 pass
@@ -145,14 +182,14 @@ class AgentProcess:
         base = self.admin_url if admin else self.url
         last = None
         while time.monotonic() - started < timeout:
-            last = http_get(base + path, timeout=2.0).status
+            last = http_get(base + path, timeout=2.0, tls=self.tls).status
             if last == status:
                 return time.monotonic() - started
             time.sleep(0.05)
         raise AssertionError(f"{path} still {last} after {timeout}s, wanted {status}")
 
     def get(self, path: str, *, admin: bool = False, headers: dict[str, str] | None = None, method: str = "GET") -> Response:
-        return http_get((self.admin_url if admin else self.url) + path, headers=headers, method=method)
+        return http_get((self.admin_url if admin else self.url) + path, headers=headers, method=method, tls=self.tls)
 
     def send_signal(self, sig: int = signal.SIGTERM) -> None:
         assert self.process is not None

@@ -9,6 +9,9 @@ proxy (request ID, the same 6 headers, JSON access log to a file). The proxy und
 one CPU, the upstream and the load generator (wrk, else a small Python one) to another. The
 WebSocket rows (``--only ws`` alone) put a second agent and a second HAProxy in front of a Python
 echo server and count CPU per message over 32 tunnels of echo round trips (``bench.websocket``).
+The TLS rows (``--only tls`` alone) put a third agent and a third HAProxy, both terminating TLS
+with the same certificate, in front of the nginx upstream: keep-alive requests over TLS (wrk), and
+new connections with a full handshake and one request each (``bench.tls.handshakes``).
 Rows are measured in interleaved rounds, so slow drift in machine load hits every row alike. Prints
 a table and, as the very last line, one JSON object with every number. See bench/README.md.
 
@@ -24,6 +27,7 @@ import contextlib
 import copy
 import ctypes
 import grp
+import hashlib
 import http.client
 import json
 import os
@@ -31,6 +35,7 @@ import platform
 import pwd
 import shutil
 import signal
+import ssl
 import statistics
 import subprocess
 import sys
@@ -49,6 +54,8 @@ if str(REPO_ROOT) not in sys.path:  # so ``tests.support`` and ``bench`` import 
 
 from bench.probe import CLK_TCK, Children, LoadGenerator, LoadResult, cpu_ticks, pin_prefix, rss_mib  # noqa: E402
 from bench.table import grid, num  # noqa: E402
+from bench.tls.files import KEY_TYPE, TlsFiles, write_tls_files  # noqa: E402
+from bench.tls.report import tls_lines  # noqa: E402
 from bench.websocket.client import check as websocket_check  # noqa: E402
 from bench.websocket.report import websocket_lines  # noqa: E402
 from tests.support.agent import to_toml  # noqa: E402
@@ -62,11 +69,14 @@ IDLE_SETTLE_S = 1.0
 BODY = '{"id":1,"name":"plan","status":"active"}'
 PATH = "/v1/plans/1"  # the same path on every row; the upstream answers BODY for any path
 ECHO_PATH = "/__bench/request-headers"  # upstream echoes what it received (pre-check only)
+# What the echo path answers (nginx variables: the headers the upstream received).
+ECHO_BODY = "{" + ",".join(f'"{key}":"$http_{key}"' for key in ("x_request_id", "traceparent", "x_forwarded_proto")) + "}"
 WS_PATH = "/ws/echo"
 WS_MESSAGE_BYTES = (64, 16 * 1024)
 WS_MESSAGES_PER_ROUND_TRIP = 2  # client -> app and app -> client: both pass through the proxy
 WS_PRECHECK_MESSAGES = 50  # per message size
 WS_TARGET_RATIO = 2.0  # the issue's target: agent CPU per message within 2 x HAProxy's
+TLS_TARGET_RATIO = 2.5  # TLS keep-alive: agent CPU per request within 2.5 x HAProxy's, as plain HTTP
 
 # The 6 headers HAProxy and nginx add (the issue's comparison); values are the agent's defaults.
 SIX_HEADERS = (
@@ -96,6 +106,16 @@ def security_header_values() -> dict[str, str]:
     except Exception:  # pragma: no cover - the agent is being edited; fall back to the known values
         defaults = {}
     return {name: defaults.get(name.lower(), _FALLBACK_VALUES[name]) for name in SIX_HEADERS}
+
+
+def agent_hsts_value() -> str:
+    """The Strict-Transport-Security value the agent sends on TLS requests (``security_headers.hsts_value``)."""
+    try:
+        from agent.config.schema import SecurityHeadersConfig
+
+        return SecurityHeadersConfig().hsts_value
+    except Exception:  # pragma: no cover - the agent is being edited; fall back to the known value
+        return "max-age=63072000; includeSubDomains"
 
 
 # ------------------------------------------------------------------ process hygiene
@@ -148,24 +168,35 @@ class Fail(RuntimeError):
 
 
 # ------------------------------------------------------------------------ HTTP utils
-def http_get(port: int, path: str, timeout: float = 2.0) -> tuple[int, dict[str, str], bytes] | None:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+def connection(port: int, timeout: float, context: ssl.SSLContext | None = None) -> http.client.HTTPConnection:
+    """Plain HTTP, or HTTPS verified with ``context`` when one is given."""
+    if context is None:
+        return http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    return http.client.HTTPSConnection("127.0.0.1", port, timeout=timeout, context=context)
+
+
+def http_get(
+    port: int, path: str, timeout: float = 2.0, *, context: ssl.SSLContext | None = None
+) -> tuple[int, dict[str, str], bytes] | None:
+    conn = connection(port, timeout, context)
     try:
         conn.request("GET", path)
         resp = conn.getresponse()
         return resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read()
-    except OSError:
+    except (OSError, http.client.HTTPException):
         return None
     finally:
         conn.close()
 
 
-def wait_for(name: str, proc: subprocess.Popen[bytes], port: int, path: str, log: Path) -> float:
+def wait_for(
+    name: str, proc: subprocess.Popen[bytes], port: int, path: str, log: Path, *, context: ssl.SSLContext | None = None
+) -> float:
     started = time.monotonic()
     while time.monotonic() - started < START_TIMEOUT_S:
         if proc.poll() is not None:
             raise Fail(f"{name} exited {proc.returncode} before answering:\n{_tail(log)}")
-        got = http_get(port, path, timeout=0.5)
+        got = http_get(port, path, timeout=0.5, context=context)
         if got is not None and got[0] == 200:
             return time.monotonic() - started
         time.sleep(0.01)
@@ -218,7 +249,7 @@ def upstream_nginx_conf(d: Path, port: int) -> str:
   server {{
     listen 127.0.0.1:{port};
     location = {ECHO_PATH} {{
-      return 200 '{{"x_request_id":"$http_x_request_id","traceparent":"$http_traceparent"}}';
+      return 200 '{ECHO_BODY}';
     }}
     location / {{
       return 200 '{BODY}';
@@ -274,8 +305,14 @@ def proxy_nginx_conf(d: Path, port: int, upstream_port: int, headers: dict[str, 
     )
 
 
-def haproxy_conf(port: int, upstream_port: int, headers: dict[str, str]) -> str:
+def haproxy_conf(port: int, upstream_port: int, headers: dict[str, str], tls: TlsFiles | None = None) -> str:
+    """With ``tls``: TLS termination with the agent's certificate (ALPN http/1.1, as the agent),
+    ``X-Forwarded-Proto: https`` and the agent's HSTS header, which it sends on TLS requests."""
+    if tls is not None:
+        headers = {**headers, "Strict-Transport-Security": tls.hsts_value}
     set_headers = "\n".join(f'  http-response set-header {name} "{value}"' for name, value in headers.items())
+    bind = f"127.0.0.1:{port}" + (f" ssl crt {tls.haproxy_pem} alpn http/1.1" if tls is not None else "")
+    scheme = "http" if tls is None else "https"
     return f"""global
   nbthread 1
   maxconn 4096
@@ -292,10 +329,10 @@ defaults
   timeout tunnel 1h
 
 frontend main
-  bind 127.0.0.1:{port}
+  bind {bind}
   unique-id-format %[uuid()]
   unique-id-header X-Request-ID
-  http-request set-header X-Forwarded-Proto http
+  http-request set-header X-Forwarded-Proto {scheme}
   http-response set-header X-Request-ID %[unique-id]
 {set_headers}
   http-response del-header Server
@@ -307,10 +344,14 @@ backend app
 """
 
 
-def agent_config(upstream_port: int, port: int, admin_port: int) -> dict[str, Any]:
-    """Defaults (access log on, metrics, all default headers) except ports, checks, fast drain."""
+def agent_config(upstream_port: int, port: int, admin_port: int, tls: TlsFiles | None = None) -> dict[str, Any]:
+    """Defaults (access log on, metrics, all default headers) except ports, checks, fast drain;
+    with ``tls``, ``[server.tls]`` with its certificate and key (every other TLS key a default)."""
+    server: dict[str, Any] = {"listen": f"127.0.0.1:{port}", "drain_delay_s": 0.0, "shutdown_timeout_s": 2.0}
+    if tls is not None:
+        server["tls"] = {"cert_file": str(tls.cert_pem), "key_file": str(tls.key_pem)}
     return {
-        "server": {"listen": f"127.0.0.1:{port}", "drain_delay_s": 0.0, "shutdown_timeout_s": 2.0},
+        "server": server,
         "admin": {"listen": f"127.0.0.1:{admin_port}"},
         "upstream": {"url": f"http://127.0.0.1:{upstream_port}"},
         "checks": {
@@ -372,17 +413,18 @@ def start_haproxy(
     headers: dict[str, str],
     cpu: int | None,
     name: str = "haproxy",
+    tls: TlsFiles | None = None,
 ) -> Service:
     d = workdir / name
     d.mkdir(mode=0o755)
     cfg = d / "haproxy.cfg"
-    cfg.write_text(haproxy_conf(port, upstream_port, headers))
+    cfg.write_text(haproxy_conf(port, upstream_port, headers, tls))
     check = subprocess.run(["haproxy", "-c", "-f", str(cfg)], capture_output=True, text=True, timeout=10)
     if check.returncode != 0:
         raise Fail(f"haproxy rejected its config:\n{check.stdout}{check.stderr}")
     log = d / "haproxy.log"
     proc = spawn(children, [*pin_prefix(cpu), "haproxy", "-f", str(cfg), "-db"], log, d)
-    wait_for(name, proc, port, "/", log)
+    wait_for(name, proc, port, "/", log, context=tls.client_context() if tls else None)
     service = Service(name, proc, port, log)
     service.pids = process_tree(proc.pid)
     return service
@@ -394,17 +436,19 @@ class AgentService(Service):
     ready_s: float = 0.0
 
 
-def start_agent(children: Children, workdir: Path, upstream_port: int, cpu: int | None, name: str = "agent") -> AgentService:
+def start_agent(
+    children: Children, workdir: Path, upstream_port: int, cpu: int | None, name: str = "agent", tls: TlsFiles | None = None
+) -> AgentService:
     d = workdir / name
     d.mkdir(mode=0o755)
     port, admin_port = free_port(), free_port()
     config_path = d / "agent.toml"
-    config_path.write_text(to_toml(agent_config(upstream_port, port, admin_port)))
+    config_path.write_text(to_toml(agent_config(upstream_port, port, admin_port, tls)))
     env = {k: v for k, v in os.environ.items() if not k.startswith("AGENT_") and k != "DATABASE_URL"}
     env["PYTHONPATH"] = str(REPO_ROOT)
     log = d / "agent.log"  # stdout (access log + app log) to a file: what production does with it
     proc = spawn(children, [*pin_prefix(cpu), sys.executable, "-m", "agent", "run", "-c", str(config_path)], log, d, env)
-    ready_s = wait_for(name, proc, port, "/health/ready", log)
+    ready_s = wait_for(name, proc, port, "/health/ready", log, context=tls.client_context() if tls else None)
     service = AgentService(name, proc, port, log, admin_port=admin_port, ready_s=ready_s)
     service.pids = process_tree(proc.pid)
     return service
@@ -439,13 +483,32 @@ class WebSocketLoad(LoadGenerator):
         ]  # fmt: skip
 
 
+class HandshakeLoad(LoadGenerator):
+    """``python -m bench.tls.handshakes``: ``connections`` workers, a new TLS connection per request."""
+
+    def __init__(self, children: Children, connections: int, seconds: float, cpu: int | None) -> None:
+        super().__init__(children, "handshakes", connections, seconds, cpu, preexec_fn=_die_with_parent)
+
+    def argv(self, url: str) -> list[str]:
+        return [
+            sys.executable, "-m", "bench.tls.handshakes", url, "--connections", str(self.connections),
+            "--seconds", str(self.seconds),
+        ]  # fmt: skip
+
+
 # ------------------------------------------------------------------------ pre-check
-def precheck(row: Row, headers: dict[str, str], upstream_port: int) -> None:
+def precheck(row: Row, headers: dict[str, str], upstream_port: int) -> str:
     """PRECHECK_REQUESTS sequential keep-alive requests: every one 200 with the expected body and
-    headers; then one request to the upstream's echo path to see what the proxy forwarded."""
-    conn = http.client.HTTPConnection("127.0.0.1", row.port, timeout=5)
+    headers; then one request to the upstream's echo path to see what the proxy forwarded. Over
+    TLS (``row.tls``, verifying): the expected certificate, and HSTS on every response. Returns
+    what TLS negotiated ("" for plain HTTP)."""
+    conn = connection(row.port, 5, row.tls.client_context() if row.tls else None)
     problems: list[str] = []
     ids: set[str] = set()
+    negotiated = ""
+    proxied = row.kind in ("proxy", "tls")
+    if row.tls is not None:
+        headers = {**headers, "Strict-Transport-Security": row.tls.hsts_value}
     try:
         for i in range(PRECHECK_REQUESTS):
             conn.request("GET", row.path)
@@ -460,7 +523,7 @@ def precheck(row: Row, headers: dict[str, str], upstream_port: int) -> None:
             if body.decode(errors="replace") != BODY:
                 problems.append(f"request {i}: body {body[:200]!r}, expected {BODY!r}")
                 break
-            if row.kind != "proxy":
+            if not proxied:
                 continue
             rid = got.get("x-request-id", "")
             if not rid:
@@ -469,18 +532,21 @@ def precheck(row: Row, headers: dict[str, str], upstream_port: int) -> None:
             for name, value in headers.items():
                 if got.get(name.lower()) != value:
                     problems.append(f"request {i}: {name} is {got.get(name.lower())!r}, expected {value!r}")
-            if row.key == "agent" and "server" in got:
+            if row.key.startswith("agent") and "server" in got:
                 problems.append(f"request {i}: Server header not removed: {got['server']!r}")
+            if i == 0 and row.tls is not None:
+                negotiated, wrong = _tls_session(conn, row.tls)
+                problems += wrong
             if problems:
                 break
     except (OSError, http.client.HTTPException) as exc:
         problems.append(f"connection failed: {exc!r}")
     finally:
         conn.close()
-    if row.kind == "proxy" and not problems and len(ids) != PRECHECK_REQUESTS:
+    if proxied and not problems and len(ids) != PRECHECK_REQUESTS:
         problems.append(f"X-Request-ID not unique per request: {len(ids)} distinct in {PRECHECK_REQUESTS} responses")
-    if row.kind == "proxy" and not problems:
-        got_echo = http_get(row.port, ECHO_PATH)
+    if proxied and not problems:
+        got_echo = http_get(row.port, ECHO_PATH, context=row.tls.client_context() if row.tls else None)
         if got_echo is None or got_echo[0] != 200:
             problems.append(f"echo request failed: {got_echo!r}")
         else:
@@ -488,12 +554,28 @@ def precheck(row: Row, headers: dict[str, str], upstream_port: int) -> None:
             rid = got_echo[1].get("x-request-id", "")
             if seen.get("x_request_id") != rid:
                 problems.append(f"upstream saw X-Request-ID {seen.get('x_request_id')!r}, client got {rid!r}")
-            if row.key == "agent":
+            if row.key.startswith("agent"):
                 tp = seen.get("traceparent", "")
                 if len(tp.split("-")) != 4:
                     problems.append(f"upstream saw no valid traceparent from the agent: {tp!r}")
+            proto = "https" if row.tls else "http"
+            if seen.get("x_forwarded_proto") != proto:
+                problems.append(f"upstream saw X-Forwarded-Proto {seen.get('x_forwarded_proto')!r}, expected {proto!r}")
     if problems:
         raise Fail(f"pre-check of {row.name} ({row.url}) failed:\n  " + "\n  ".join(problems[:10]))
+    return negotiated
+
+
+def _tls_session(conn: http.client.HTTPConnection, tls: TlsFiles) -> tuple[str, list[str]]:
+    """("TLSv1.3 TLS_AES_256_GCM_SHA384, ALPN http/1.1", problems): the certificate presented
+    must be the benchmark's (the verifying context already checked its chain and name)."""
+    sock = conn.sock
+    if not isinstance(sock, ssl.SSLSocket):
+        return "", ["not a TLS connection"]
+    negotiated = f"{sock.version()} {(sock.cipher() or ('?',))[0]}, ALPN {sock.selected_alpn_protocol()}"
+    if hashlib.sha256(sock.getpeercert(binary_form=True) or b"").hexdigest() != tls.leaf_sha256:
+        return negotiated, ["the certificate presented is not the benchmark's"]
+    return negotiated, []
 
 
 def precheck_websocket(row: Row) -> None:
@@ -527,18 +609,20 @@ class Run:
 class Row:
     key: str
     name: str
-    kind: str  # "proxy", "direct" or "health"; "ws" for every WebSocket row
+    kind: str  # "proxy", "direct" or "health"; "ws" for every WebSocket row; "tls" (keep-alive) and "handshake"
     port: int
     path: str
     service: Service | None  # whose CPU is counted; None for the direct rows
     load: LoadGenerator
     upstream: Service
     per_load_item: int = 1  # what CPU is divided by, per item the load counts: 2 messages per echo round trip
+    tls: TlsFiles | None = None  # the row speaks TLS to the proxy (kinds "tls" and "handshake")
     runs: list[Run] = field(default_factory=list)
 
     @property
     def url(self) -> str:
-        return f"{'ws' if self.kind == 'ws' else 'http'}://127.0.0.1:{self.port}{self.path}"
+        scheme = "ws" if self.kind == "ws" else "https" if self.tls else "http"
+        return f"{scheme}://127.0.0.1:{self.port}{self.path}"
 
     def summary(self) -> dict[str, Any]:
         if self.kind == "ws":
@@ -547,6 +631,7 @@ class Row:
         rps = [r.load.rps for r in self.runs]
         proxy_us = [r.proxy_us_per_req for r in self.runs if r.proxy_us_per_req is not None]
         proxy_pct = [r.proxy_cpu_pct for r in self.runs if r.proxy_cpu_pct is not None]
+        client_us = [r.client_us_per_req for r in self.runs if r.client_us_per_req is not None]
         return {
             "key": self.key,
             "name": self.name,
@@ -560,6 +645,7 @@ class Row:
             "proxy_cpu_us_per_req": round(med(proxy_us), 2) if proxy_us else None,
             "proxy_cpu_pct": round(med(proxy_pct), 1) if proxy_pct else None,
             "upstream_cpu_us_per_req": round(med(r.upstream_us_per_req for r in self.runs), 2),
+            "client_cpu_us_per_req": round(med(client_us), 2) if client_us else None,
             "cpu0_other_pct_max": round(max(r.cpu0_other_pct for r in self.runs), 1),
             "load_cpu_busy_pct": round(med(r.load_cpu_busy_pct for r in self.runs), 1),
             "steal_pct_max": round(max(r.steal_pct for r in self.runs), 1),
@@ -639,9 +725,12 @@ def render_table(meta: dict[str, Any], rows: list[dict[str, Any]], extra: dict[s
         + "; ".join(v for v in (meta["haproxy"], meta["nginx"]) if v),
         "",
     ]
-    http_rows = [r for r in rows if r["kind"] != "ws"]
+    http_rows = [r for r in rows if r["kind"] in ("proxy", "direct", "health")]
     if http_rows:
         lines += [*http_lines(meta, http_rows, extra), ""]
+    if "tls" in extra:
+        plain = extra.get("targets", {}).get("agent_vs_haproxy_cpu_ratio")
+        lines += [*tls_lines(meta, [r for r in rows if r["kind"] in ("tls", "handshake")], extra["tls"], plain, PATH), ""]
     if "websocket" in extra:
         lines += [*websocket_lines(meta, [r for r in rows if r["kind"] == "ws"], extra["websocket"]), ""]
     n = extra["noise"]
@@ -737,12 +826,17 @@ def plan_cpus() -> tuple[int | None, int | None]:
 
 
 def scrape_requests_total(admin_port: int) -> float | None:
+    return scrape_counter(admin_port, "agent_http_requests_total")
+
+
+def scrape_counter(admin_port: int, name: str) -> float | None:
+    """The sum of a labelled counter's samples on the admin /metrics; None when it does not answer."""
     got = http_get(admin_port, "/metrics", timeout=5)
     if got is None or got[0] != 200:
         return None
     total = 0.0
     for line in got[2].decode(errors="replace").splitlines():
-        if line.startswith("agent_http_requests_total{"):
+        if line.startswith(name + "{"):
             total += float(line.rsplit(" ", 1)[1])
     return total
 
@@ -762,7 +856,9 @@ class Bench:
     load_cpu: int | None
     headers: dict[str, str]
     have_haproxy: bool
+    hsts_value: str
     services: list[Service] = field(default_factory=list)  # each must stay alive for the whole run
+    upstream: Service | None = None  # the nginx upstream, once started
 
 
 @dataclass
@@ -773,16 +869,33 @@ class HttpRows:
     agent_rss_idle_mib: float
 
 
+def loadgen_kind(args: argparse.Namespace) -> str:
+    """wrk, or the Python fallback: what drives the keep-alive rows (plain and TLS)."""
+    kind = "wrk" if args.loadgen == "wrk" or (args.loadgen == "auto" and shutil.which("wrk")) else "python"
+    if kind == "wrk" and shutil.which("wrk") is None:
+        raise SystemExit("--loadgen wrk given but wrk is not installed")
+    return kind
+
+
+def nginx_upstream(bench: Bench) -> Service:
+    """The static nginx upstream the HTTP and TLS rows share, started by whichever needs it first."""
+    if bench.upstream is None:
+        if shutil.which("nginx") is None:
+            raise SystemExit("nginx is needed for the upstream: apt-get install -y nginx (or run --only ws)")
+        progress("starting upstream nginx ...")
+        port = free_port()
+        bench.upstream = start_nginx(
+            bench.children, bench.workdir, "upstream", lambda d: upstream_nginx_conf(d, port), port, bench.load_cpu
+        )
+        bench.services.append(bench.upstream)
+    return bench.upstream
+
+
 def start_http_rows(bench: Bench) -> HttpRows:
     args, children, workdir = bench.args, bench.children, bench.workdir
-    if shutil.which("nginx") is None:
-        raise SystemExit("nginx is needed for the upstream: apt-get install -y nginx (or run --only ws)")
-    loadgen_kind = "wrk" if args.loadgen == "wrk" or (args.loadgen == "auto" and shutil.which("wrk")) else "python"
-    if loadgen_kind == "wrk" and shutil.which("wrk") is None:
-        raise SystemExit("--loadgen wrk given but wrk is not installed")
-    progress("starting upstream nginx ...")
-    up_port = free_port()
-    upstream = start_nginx(children, workdir, "upstream", lambda d: upstream_nginx_conf(d, up_port), up_port, bench.load_cpu)
+    kind = loadgen_kind(args)
+    upstream = nginx_upstream(bench)
+    up_port = upstream.port
 
     progress("starting agent ...")
     agent = start_agent(children, workdir, up_port, bench.proxy_cpu)
@@ -790,9 +903,9 @@ def start_http_rows(bench: Bench) -> HttpRows:
     agent_rss_idle = rss_mib(agent.proc.pid)
     if len(agent.pids) != 1:
         progress(f"note: the agent has child processes {agent.pids[1:]}; their CPU is counted too")
-    bench.services += [upstream, agent]
+    bench.services.append(agent)
 
-    load = LoadGenerator(children, loadgen_kind, args.connections, args.seconds, bench.load_cpu, preexec_fn=_die_with_parent)
+    load = LoadGenerator(children, kind, args.connections, args.seconds, bench.load_cpu, preexec_fn=_die_with_parent)
     rows = [Row("agent", "agent (proxied)", "proxy", agent.port, PATH, agent, load, upstream)]
     if bench.have_haproxy:
         progress("starting HAProxy ...")
@@ -816,7 +929,45 @@ def start_http_rows(bench: Bench) -> HttpRows:
     progress("pre-check: status, body, request ID, trace context and security headers ...")
     for row in rows:
         precheck(row, bench.headers, up_port)
-    return HttpRows(rows, agent, loadgen_kind, agent_rss_idle)
+    return HttpRows(rows, agent, kind, agent_rss_idle)
+
+
+@dataclass
+class TlsRows:
+    rows: list[Row]
+    agent: AgentService
+    files: TlsFiles
+    negotiated: dict[str, str]  # row key -> what the pre-check's handshake negotiated
+    loadgen_kind: str
+
+
+def start_tls_rows(bench: Bench) -> TlsRows:
+    """A third agent and a third HAProxy, both terminating TLS with one certificate, in front of
+    the nginx upstream: keep-alive rows (wrk over https) and new-connection rows (a full
+    handshake and one request per connection)."""
+    args, children, workdir = bench.args, bench.children, bench.workdir
+    kind = loadgen_kind(args)
+    upstream = nginx_upstream(bench)
+    files = write_tls_files(workdir / "tls", bench.hsts_value)
+    progress("starting an agent with TLS ...")
+    agent = start_agent(children, workdir, upstream.port, bench.proxy_cpu, name="agent-tls", tls=files)
+    bench.services.append(agent)
+    ends: list[tuple[str, str, Service]] = [("agent", "agent", agent)]
+    if bench.have_haproxy:
+        progress("starting a HAProxy with TLS ...")
+        hap = start_haproxy(children, workdir, free_port(), upstream.port, bench.headers, bench.proxy_cpu, "haproxy-tls", files)
+        bench.services.append(hap)
+        ends.append(("haproxy", "HAProxy", hap))
+    keepalive = LoadGenerator(children, kind, args.connections, args.seconds, bench.load_cpu, preexec_fn=_die_with_parent)
+    handshakes = HandshakeLoad(children, args.connections, args.seconds, bench.load_cpu)
+    rows = [Row(f"{key}_tls", f"{name} (TLS keep-alive)", "tls", end.port, PATH, end, keepalive, upstream, tls=files)
+            for key, name, end in ends]  # fmt: skip
+    rows += [Row(f"{key}_tls_handshake", f"{name} (TLS, new connections)", "handshake", end.port, PATH, end, handshakes,
+                 upstream, tls=files)
+             for key, name, end in ends]  # fmt: skip
+    progress("pre-check over TLS: certificate, status, body, request ID, trace context, security headers, HSTS ...")
+    negotiated = {row.key: precheck(row, bench.headers, upstream.port) for row in rows if row.kind == "tls"}
+    return TlsRows(rows, agent, files, negotiated, kind)
 
 
 @dataclass
@@ -883,11 +1034,12 @@ def measure_rounds(bench: Bench, rows: list[Row]) -> dict[str, int]:
 def run(args: argparse.Namespace, children: Children, workdir: Path) -> dict[str, Any]:
     proxy_cpu, load_cpu = plan_cpus()
     have_haproxy = shutil.which("haproxy") is not None
-    bench = Bench(args, children, workdir, proxy_cpu, load_cpu, security_header_values(), have_haproxy)
+    bench = Bench(args, children, workdir, proxy_cpu, load_cpu, security_header_values(), have_haproxy, agent_hsts_value())
     loadavg_before = Path("/proc/loadavg").read_text().split()[0]
-    http = start_http_rows(bench) if args.only != "ws" else None
-    ws = start_websocket_rows(bench) if args.only != "http" else None
-    rows = [*(http.rows if http else []), *(ws.rows if ws else [])]
+    http = start_http_rows(bench) if args.only in (None, "http") else None
+    tls = start_tls_rows(bench) if args.only in (None, "tls") else None
+    ws = start_websocket_rows(bench) if args.only in (None, "ws") else None
+    rows = [*(http.rows if http else []), *(tls.rows if tls else []), *(ws.rows if ws else [])]
     warmup = measure_rounds(bench, rows)
 
     summaries = [row.summary() | {"kind": row.kind} for row in rows]
@@ -897,7 +1049,7 @@ def run(args: argparse.Namespace, children: Children, workdir: Path) -> dict[str
         "connections": args.connections,
         "runs": args.runs,
         "only": args.only or "all",
-        "loadgen": http.loadgen_kind if http else None,
+        "loadgen": http.loadgen_kind if http else tls.loadgen_kind if tls else None,
         "proxy_cpu": proxy_cpu if proxy_cpu is not None else "unpinned",
         "load_cpu": load_cpu if load_cpu is not None else "unpinned",
         "cpus": os.cpu_count(),
@@ -905,7 +1057,7 @@ def run(args: argparse.Namespace, children: Children, workdir: Path) -> dict[str
         "event_loop": _event_loop(),
         "agent_version": _agent_version(),
         "haproxy": _version(["haproxy", "-v"]) if have_haproxy else "HAProxy not installed",
-        "nginx": _version(["nginx", "-v"]) if http else None,
+        "nginx": _version(["nginx", "-v"]) if http or tls else None,
         "clk_tck": CLK_TCK,
         "path": PATH,
         "body_bytes": len(BODY),
@@ -913,6 +1065,8 @@ def run(args: argparse.Namespace, children: Children, workdir: Path) -> dict[str
     extra: dict[str, Any] = {}
     if http:
         extra |= http_results(http, warmup, summaries)
+    if tls:
+        extra["tls"] = tls_results(tls, warmup, summaries)
     if ws:
         extra["websocket"] = websocket_results(ws, warmup, summaries, args)
     extra["noise"] = {
@@ -971,6 +1125,40 @@ def http_results(http: HttpRows, warmup: dict[str, int], summaries: list[dict[st
             "ready_rps": by_key["ready"]["rps_median"],
             "ready_rps_min": 25_000,
         },
+    }
+
+
+def tls_results(tls: TlsRows, warmup: dict[str, int], summaries: list[dict[str, Any]]) -> dict[str, Any]:
+    """The 2.5x keep-alive target, the new-connection ratio, and the TLS agent's log and metrics."""
+    time.sleep(1.5)  # the access log is batched
+    by_key = {s["key"]: s for s in summaries}
+    rows = {row.key: row for row in tls.rows}
+    ratios = {}
+    for suffix in ("tls", "tls_handshake"):
+        agent_us = by_key[f"agent_{suffix}"]["proxy_cpu_us_per_req"]
+        hap_us = by_key.get(f"haproxy_{suffix}", {}).get("proxy_cpu_us_per_req")
+        ratios[suffix] = {
+            "agent_us": agent_us,
+            "haproxy_us": hap_us,
+            "agent_vs_haproxy_cpu_ratio": _ratio(agent_us, hap_us),
+            "agent_vs_haproxy_cpu_ratio_rounds": _round_ratios(rows[f"agent_{suffix}"], rows.get(f"haproxy_{suffix}")),
+        }
+    ratios["tls"]["agent_vs_haproxy_cpu_ratio_max"] = TLS_TARGET_RATIO
+    agent_rows = [row for row in tls.rows if row.service is tls.agent]
+    # Every request to PATH the TLS agent answered: the pre-check, warm-ups and measured runs.
+    proxied = PRECHECK_REQUESTS + sum(warmup[row.key] + sum(r.load.requests for r in row.runs) for row in agent_rows)
+    access_lines, problems, first = _scan_agent_log(tls.agent.log, PATH)
+    return {
+        "certificate": f"{KEY_TYPE} leaf from a trustme CA, the same files for both proxies",
+        "negotiated": tls.negotiated,
+        "keepalive": ratios["tls"],
+        "handshake": ratios["tls_handshake"],
+        "agent_proxied_requests": proxied,
+        "agent_access_lines": access_lines,
+        "agent_log_warnings": problems,
+        "agent_log_warnings_first": first,
+        "agent_handshake_errors": scrape_counter(tls.agent.admin_port, "agent_tls_handshake_errors_total"),
+        "agent_rss_after_mib": round(rss_mib(tls.agent.proc.pid), 1),
     }
 
 
@@ -1083,7 +1271,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json-out", type=Path, help="also write the JSON result to this file")
     parser.add_argument("--keep-workdir", action="store_true", help="keep the temp dir (configs, logs) for inspection")
     parser.add_argument(
-        "--only", choices=("http", "ws"), help="only the HTTP rows, or only the WebSocket echo rows (default: both, interleaved)"
+        "--only",
+        choices=("http", "tls", "ws"),
+        help="only the plain HTTP rows, only the TLS rows, or only the WebSocket echo rows (default: all, interleaved)",
     )
     args = parser.parse_args(argv)
     if args.seconds < 1 or args.connections < 1 or args.runs < 1:
@@ -1117,8 +1307,10 @@ def main(argv: list[str] | None = None) -> int:
     if bad:
         print(f"WARNING: errors (non-2xx/3xx, socket or echo) during the measured runs of: {', '.join(bad)}", file=sys.stderr)
         status = 1
-    if args.only != "ws":
+    if args.only in (None, "http"):
         status = max(status, _http_warnings(result))
+    if "tls" in result:
+        status = max(status, _tls_warnings(result["tls"]))
     ws = result.get("websocket")
     if ws is not None and ws["agent_tunnel_access_lines"] < ws["agent_tunnels"]:
         print("WARNING: fewer access-log lines from the WebSocket agent than tunnels it carried", file=sys.stderr)
@@ -1128,6 +1320,15 @@ def main(argv: list[str] | None = None) -> int:
         args.json_out.write_text(line + "\n")
     print(line)
     return status
+
+
+def _tls_warnings(tls: dict[str, Any]) -> int:
+    if tls["agent_access_lines"] < tls["agent_proxied_requests"]:
+        print("WARNING: fewer access-log lines from the TLS agent than requests it answered", file=sys.stderr)
+    if tls["agent_handshake_errors"] != 0:
+        print(f"WARNING: the TLS agent counted {tls['agent_handshake_errors']} failed handshakes", file=sys.stderr)
+        return 1
+    return 0
 
 
 def _http_warnings(result: dict[str, Any]) -> int:

@@ -16,7 +16,20 @@ import yaml
 
 from agent import __version__
 from agent.config import CHECK_TYPES, SECTIONS
-from tests.support.chart import CHART, KUBERNETES_VERSION, agent_toml, by_kind, containers_by_name, manifests, one, render
+from tests.support.chart import (
+    CHART,
+    KUBERNETES_VERSION,
+    agent_container,
+    agent_toml,
+    app_container,
+    by_kind,
+    containers_by_name,
+    manifests,
+    one,
+    pod_spec,
+    port_number,
+    render,
+)
 from tests.support.console_script import check_config
 
 DB_SECRET = {"database": {"existingSecret": "tracker-db", "secretKey": "url"}}
@@ -39,27 +52,6 @@ VARIATIONS: dict[str, dict[str, Any]] = {
 }
 # The Prometheus operator's kinds are CRDs: no schema in kubernetes-validate, checked by hand below.
 OPERATOR_KINDS = {"ServiceMonitor", "PodMonitor"}
-
-
-def pod_spec(docs: list[dict[str, Any]]) -> dict[str, Any]:
-    spec: dict[str, Any] = one(docs, "Deployment")["spec"]["template"]["spec"]
-    return spec
-
-
-def agent_container(docs: list[dict[str, Any]]) -> dict[str, Any]:
-    spec = pod_spec(docs)
-    found = [c for key in ("containers", "initContainers") for c in spec.get(key) or [] if c["name"] == "agent"]
-    assert len(found) == 1
-    return found[0]
-
-
-def app_container(docs: list[dict[str, Any]]) -> dict[str, Any]:
-    return containers_by_name(pod_spec(docs))["app"]
-
-
-def port_number(container: dict[str, Any], name: str) -> int:
-    ports = {p.get("name"): p["containerPort"] for p in container["ports"]}
-    return int(ports[name])
 
 
 # --- Helm's own checks ------------------------------------------------------------------

@@ -26,7 +26,7 @@ CHART_README = CHART / "README.md"
 SHIPPING_DOCS = [*DOCS, CHART_README]
 ALL_DOCS = [*SHIPPING_DOCS, REPO_ROOT / "README.md"]
 EMPTY_CONFIG = REPO_ROOT / "deploy" / "docker" / "agent.toml"
-FILE_SUFFIXES = {"toml", "yaml", "yml", "json", "md", "txt", "py", "sock", "example", "tpl", "io", "com"}
+FILE_SUFFIXES = {"toml", "yaml", "yml", "json", "md", "txt", "py", "sock", "example", "tpl", "io", "com", "crt", "key", "pem"}
 
 
 def file_keys(cls: type[Any]) -> dict[str, Any]:

@@ -49,3 +49,25 @@ def agent_toml(docs: list[dict[str, Any]]) -> str:
     configmap = one(docs, "ConfigMap")
     text: str = configmap["data"]["agent.toml"]
     return text
+
+
+def pod_spec(docs: list[dict[str, Any]]) -> dict[str, Any]:
+    spec: dict[str, Any] = one(docs, "Deployment")["spec"]["template"]["spec"]
+    return spec
+
+
+def agent_container(docs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The agent container, a regular one or a native sidecar."""
+    spec = pod_spec(docs)
+    found = [c for key in ("containers", "initContainers") for c in spec.get(key) or [] if c["name"] == "agent"]
+    assert len(found) == 1
+    return found[0]
+
+
+def app_container(docs: list[dict[str, Any]]) -> dict[str, Any]:
+    return containers_by_name(pod_spec(docs))["app"]
+
+
+def port_number(container: dict[str, Any], name: str) -> int:
+    ports = {p.get("name"): p["containerPort"] for p in container["ports"]}
+    return int(ports[name])

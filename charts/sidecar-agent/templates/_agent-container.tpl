@@ -4,6 +4,8 @@
 {{- $prefix := include "sidecar-agent.healthPrefix" . -}}
 {{- $dsnEnv := dig "checks" "database" "dsn_env" "DATABASE_URL" $cfg -}}
 {{- $probes := .Values.agent.probes -}}
+{{- $port := include "sidecar-agent.mainPortName" . -}}
+{{- $tlsDirs := include "sidecar-agent.tlsDirs" . | fromJson -}}
 - name: agent
   image: {{ include "sidecar-agent.agentImage" . }}
   imagePullPolicy: {{ .Values.agent.image.pullPolicy }}
@@ -24,7 +26,7 @@
     {{- toYaml . | nindent 4 }}
     {{- end }}
   ports:
-    - name: http
+    - name: {{ $port }}
       containerPort: {{ .Values.agent.ports.http }}
       protocol: TCP
     {{- if eq (include "sidecar-agent.adminEnabled" .) "true" }}
@@ -34,6 +36,10 @@
     {{- end }}
   # Every probe reads the agent's in-memory snapshot: a probe never reaches the database or
   # the app, so a probe storm is not load and a hung database never makes a probe slow.
+  {{- if .Values.tls.enabled }}
+  # scheme HTTPS: the kubelet does the handshake but does not verify the certificate (it asks
+  # whether the agent answers, not who it is), so the certificate need not name the pod IP.
+  {{- end }}
   startupProbe:
     httpGet:
       {{- if .Values.nativeSidecar }}
@@ -43,14 +49,20 @@
       {{- else }}
       path: {{ $prefix }}/startup
       {{- end }}
-      port: http
+      port: {{ $port }}
+      {{- if .Values.tls.enabled }}
+      scheme: HTTPS
+      {{- end }}
     periodSeconds: {{ $probes.startup.periodSeconds }}
     timeoutSeconds: {{ $probes.startup.timeoutSeconds }}
     failureThreshold: {{ $probes.startup.failureThreshold }}
   readinessProbe:
     httpGet:
       path: {{ $prefix }}/ready
-      port: http
+      port: {{ $port }}
+      {{- if .Values.tls.enabled }}
+      scheme: HTTPS
+      {{- end }}
     periodSeconds: {{ $probes.readiness.periodSeconds }}
     timeoutSeconds: {{ $probes.readiness.timeoutSeconds }}
     failureThreshold: {{ $probes.readiness.failureThreshold }}
@@ -58,7 +70,10 @@
   livenessProbe:
     httpGet:
       path: {{ $prefix }}/live
-      port: http
+      port: {{ $port }}
+      {{- if .Values.tls.enabled }}
+      scheme: HTTPS
+      {{- end }}
     periodSeconds: {{ $probes.liveness.periodSeconds }}
     timeoutSeconds: {{ $probes.liveness.timeoutSeconds }}
     failureThreshold: {{ $probes.liveness.failureThreshold }}
@@ -74,4 +89,17 @@
       readOnly: true
     - name: agent-tmp
       mountPath: /tmp
+    {{- if .Values.tls.enabled }}
+    # The Secret's directory, never a subPath: the kubelet updates a Secret volume by swapping its
+    # ..data symlink, which a subPath mount (bound to the file it first saw) never follows; the
+    # agent reloads the certificate when the files' content changes, so it must see the swap.
+    - name: agent-tls
+      mountPath: {{ $tlsDirs.cert }}
+      readOnly: true
+    {{- if .Values.tls.clientCaSecretName }}
+    - name: agent-client-ca
+      mountPath: {{ $tlsDirs.clientCa }}
+      readOnly: true
+    {{- end }}
+    {{- end }}
 {{- end -}}

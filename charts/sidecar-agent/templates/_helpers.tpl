@@ -63,11 +63,48 @@ The effective agent.toml as JSON: .Values.agent.config plus the listeners the ch
 {{- fail "agent.config.admin.listen is set by the chart: set agent.ports.admin instead" -}}
 {{- end -}}
 {{- $_ := set $cfg.server "listen" (printf "0.0.0.0:%d" (int .Values.agent.ports.http)) -}}
+{{- $tls := dig "tls" dict $cfg.server -}}
+{{- range $key := list "cert_file" "key_file" "client_ca_file" "client_auth" -}}
+{{- if hasKey $tls $key -}}
+{{- fail (printf "agent.config.server.tls.%s is set by the chart: set tls.enabled, tls.secretName (and tls.clientCaSecretName, tls.clientAuth) instead" $key) -}}
+{{- end -}}
+{{- end -}}
+{{- if eq .Values.tls.clientAuth "require" -}}
+{{- fail "tls.clientAuth: require would fail the kubelet's probes and helm test: they present no client certificate, and the handshake fails before a path is read. Use optional (a client without a certificate is served; with agent.config.proxy.forward_client_cert the app sees who presented one)" -}}
+{{- end -}}
+{{- if and .Values.tls.clientCaSecretName (not .Values.tls.enabled) -}}
+{{- fail "tls.clientCaSecretName needs tls.enabled (and tls.secretName): client certificates are only asked for over TLS" -}}
+{{- end -}}
+{{- if .Values.tls.enabled -}}
+{{- $dirs := include "sidecar-agent.tlsDirs" . | fromJson -}}
+{{- $tls = deepCopy $tls -}}
+{{- $_ := set $tls "cert_file" (printf "%s/tls.crt" $dirs.cert) -}}
+{{- $_ := set $tls "key_file" (printf "%s/tls.key" $dirs.cert) -}}
+{{- if .Values.tls.clientCaSecretName -}}
+{{- $_ := set $tls "client_ca_file" (printf "%s/ca.crt" $dirs.clientCa) -}}
+{{- $_ := set $tls "client_auth" .Values.tls.clientAuth -}}
+{{- end -}}
+{{- $_ := set $cfg.server "tls" $tls -}}
+{{- end -}}
 {{- $_ := set $cfg.admin "listen" (printf "0.0.0.0:%d" (int .Values.agent.ports.admin)) -}}
 {{- if not (hasKey $cfg.upstream "url") -}}
 {{- $_ := set $cfg.upstream "url" (printf "http://127.0.0.1:%d" (int .Values.app.port)) -}}
 {{- end -}}
 {{- toJson $cfg -}}
+{{- end -}}
+
+{{/* TLS on the main listener ----------------------------------------------------------------
+Where the agent container mounts the Secrets: outside /etc/sidecar-agent (the ConfigMap), so no
+mount is nested inside another read-only volume. */}}
+
+{{- define "sidecar-agent.tlsDirs" -}}
+{{- toJson (dict "cert" "/var/run/secrets/sidecar-agent/tls" "clientCa" "/var/run/secrets/sidecar-agent/client-ca") -}}
+{{- end -}}
+
+{{/* The main port's name: "https" with TLS, so meshes and ingress controllers that read port
+names (Istio, for one) do not parse TLS as plain HTTP. */}}
+{{- define "sidecar-agent.mainPortName" -}}
+{{- if .Values.tls.enabled -}}https{{- else -}}http{{- end -}}
 {{- end -}}
 
 {{/* Values read back from the effective config, with the agent's built-in defaults. */}}
@@ -85,7 +122,12 @@ The effective agent.toml as JSON: .Values.agent.config plus the listeners the ch
 {{/* Where Prometheus scrapes: the admin listener's /metrics, or metrics.path on the main
 listener when the admin listener is disabled (SPEC §2). */}}
 {{- define "sidecar-agent.metricsPortName" -}}
-{{- if eq (include "sidecar-agent.adminEnabled" .) "true" -}}admin{{- else -}}http{{- end -}}
+{{- if eq (include "sidecar-agent.adminEnabled" .) "true" -}}admin{{- else -}}{{ include "sidecar-agent.mainPortName" . }}{{- end -}}
+{{- end -}}
+
+{{/* "https" when the scrape goes to the main listener and it serves TLS. */}}
+{{- define "sidecar-agent.metricsScheme" -}}
+{{- if and (ne (include "sidecar-agent.adminEnabled" .) "true") .Values.tls.enabled -}}https{{- else -}}http{{- end -}}
 {{- end -}}
 
 {{- define "sidecar-agent.metricsPort" -}}
@@ -116,8 +158,8 @@ so the grace period must be longer than that sum. */}}
 {{- fail (printf "terminationGracePeriodSeconds (%v) must be greater than app.preStopSleepSeconds (%v) + agent.config.server.drain_delay_s (%v) + agent.config.server.shutdown_timeout_s (%v) = %v, or the kubelet kills the pod before the agent's drain ends" .Values.terminationGracePeriodSeconds $preStop $drain $shutdown $needed) -}}
 {{- end -}}
 {{- range .Values.agent.env -}}
-{{- if has .name (list "AGENT_SERVER_DRAIN_DELAY_S" "AGENT_SERVER_SHUTDOWN_TIMEOUT_S" "AGENT_SERVER_LISTEN" "AGENT_ADMIN_LISTEN" "AGENT_ADMIN_ENABLED" "AGENT_HEALTH_PATH_PREFIX" "AGENT_CONFIG") -}}
-{{- fail (printf "agent.env: %s would hide a setting the chart reads; set it under agent.config (or agent.ports) instead" .name) -}}
+{{- if has .name (list "AGENT_SERVER_DRAIN_DELAY_S" "AGENT_SERVER_SHUTDOWN_TIMEOUT_S" "AGENT_SERVER_LISTEN" "AGENT_ADMIN_LISTEN" "AGENT_ADMIN_ENABLED" "AGENT_HEALTH_PATH_PREFIX" "AGENT_CONFIG" "AGENT_SERVER_TLS_CERT_FILE" "AGENT_SERVER_TLS_KEY_FILE" "AGENT_SERVER_TLS_CLIENT_CA_FILE" "AGENT_SERVER_TLS_CLIENT_AUTH") -}}
+{{- fail (printf "agent.env: %s would hide a setting the chart reads; set it under agent.config (or agent.ports, tls) instead" .name) -}}
 {{- end -}}
 {{- end -}}
 {{- end -}}

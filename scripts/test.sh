@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs the whole test suite on a Debian machine with Python >= 3.11.
 # Installs what the tests need when it is missing: the PostgreSQL server, HAProxy, Prometheus
-# with promtool and Chromium (Debian packages, needs root or sudo), and the project with its test dependencies in ./.venv.
+# with promtool, Chromium, and podman with runc, netavark, catatonit and debootstrap for the
+# container tests (Debian packages, needs root or sudo), and the project with its test dependencies in ./.venv.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,6 +13,13 @@ command -v haproxy >/dev/null || need_apt+=(haproxy)
 command -v runuser >/dev/null || need_apt+=(util-linux)
 command -v chromium >/dev/null || need_apt+=(chromium)
 python3 -c 'import ensurepip, venv' 2>/dev/null || need_apt+=(python3-venv)
+# tests/container: podman builds and runs the image (runc: see tests/support/podman.py), catatonit
+# is the pod's pause process and `--init`, debootstrap makes the stand-in base image.
+command -v podman >/dev/null || need_apt+=(podman)
+command -v runc >/dev/null || need_apt+=(runc)
+[ -x /usr/lib/podman/netavark ] || need_apt+=(netavark)
+{ [ -x /usr/libexec/podman/catatonit ] || command -v catatonit; } >/dev/null || need_apt+=(catatonit)
+command -v debootstrap >/dev/null || need_apt+=(debootstrap)
 if [ ${#need_apt[@]} -gt 0 ]; then
     sudo_cmd=""
     [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"

@@ -14,12 +14,14 @@ command -v runuser >/dev/null || need_apt+=(util-linux)
 command -v chromium >/dev/null || need_apt+=(chromium)
 python3 -c 'import ensurepip, venv' 2>/dev/null || need_apt+=(python3-venv)
 # tests/container: podman builds and runs the image (runc: see tests/support/podman.py), catatonit
-# is the pod's pause process and `--init`, debootstrap makes the stand-in base image.
+# is the pod's pause process and `--init`, debootstrap makes the stand-in base image where no
+# image registry answers.
 command -v podman >/dev/null || need_apt+=(podman)
 command -v runc >/dev/null || need_apt+=(runc)
 [ -x /usr/lib/podman/netavark ] || need_apt+=(netavark)
 { [ -x /usr/libexec/podman/catatonit ] || command -v catatonit; } >/dev/null || need_apt+=(catatonit)
 command -v debootstrap >/dev/null || need_apt+=(debootstrap)
+command -v ip >/dev/null || need_apt+=(iproute2)  # the pod's own network namespace
 if [ ${#need_apt[@]} -gt 0 ]; then
     sudo_cmd=""
     [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"

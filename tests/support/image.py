@@ -84,7 +84,7 @@ def prepare_base() -> Base:
 
 
 def _recipe_key() -> str:
-    recipe = repr((STANDIN_SUITE, STANDIN_PACKAGES, STANDIN_TRIM, 1))
+    recipe = repr((STANDIN_SUITE, STANDIN_PACKAGES, STANDIN_TRIM, 2))  # bump when _make_stand_in changes
     return hashlib.sha256(recipe.encode()).hexdigest()[:16]
 
 
@@ -137,6 +137,8 @@ def _make_stand_in() -> Base:
                 "import",
                 "--change",
                 "ENV LANG=C.UTF-8",
+                "--change",  # as the real image sets it: kube play takes PATH from the image alone
+                "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
                 "--change",
                 'CMD ["python3"]',
                 "--change",
@@ -157,6 +159,8 @@ def _make_stand_in() -> Base:
             raise RuntimeError(f"podman import failed: {imported.stderr}")
     finally:
         shutil.rmtree(work, ignore_errors=True)
+    # The stand-in this one replaces, if any, lost its tag: drop it.
+    podman("image", "prune", "--force", "--filter", f"label={STANDIN_LABEL}", check=False)
     return Base(version, reference, True, f"made in {time.monotonic() - started:.0f} s")
 
 

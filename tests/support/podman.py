@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+from collections.abc import Sequence
 from functools import cache
 from pathlib import Path
 
@@ -68,10 +69,13 @@ def podman_env() -> dict[str, str]:
     return os.environ | {"CONTAINERS_CONF": str(containers_conf), "CONTAINERS_STORAGE_CONF": str(storage_conf)}
 
 
-def podman(*args: str, timeout: float = 120, check: bool = True, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    """``podman ARGS`` with the private configuration; PodmanError with its output when it fails."""
+def podman(
+    *args: str, timeout: float = 120, check: bool = True, stdin: str | None = None, enter: Sequence[str] = ()
+) -> subprocess.CompletedProcess[str]:
+    """``podman ARGS`` with the private configuration (run under the ``enter`` prefix, such as
+    nsenter's, when given); PodmanError with its output when it fails."""
     result = subprocess.run(
-        ["podman", *args],
+        [*enter, "podman", *args],
         env=podman_env(),
         capture_output=True,
         text=True,

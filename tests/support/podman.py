@@ -14,6 +14,7 @@ host's own podman set-up is read or changed. The settings are the ones this kind
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import subprocess
@@ -57,16 +58,27 @@ def cache_dir() -> Path:
 def podman_env() -> dict[str, str]:
     """The process environment with podman pointed at the private configuration."""
     root = cache_dir() / "podman"
-    # Run state belongs on a tmpfs (/run): podman takes a run directory that survived a reboot
-    # for containers that are still running.
-    run_dir = Path("/run/sidecar-agent-tests") if os.access("/run", os.W_OK) else root / "run"
+    # Run state belongs under /run (a tmpfs on most hosts): podman takes a run directory that
+    # survived a reboot for containers that are still running. One per image store.
+    key = hashlib.sha256(str(root.resolve()).encode()).hexdigest()[:12]
+    run_dir = Path(f"/run/sidecar-agent-tests/{key}") if os.access("/run", os.W_OK) else root / "run"
     root.mkdir(parents=True, exist_ok=True)
     run_dir.mkdir(parents=True, exist_ok=True)
     containers_conf = root / "containers.conf"
     storage_conf = root / "storage.conf"
-    containers_conf.write_text(CONTAINERS_CONF.format(run_dir=run_dir))
-    storage_conf.write_text(STORAGE_CONF.format(cache_dir=root, run_dir=run_dir))
+    _write_if_changed(containers_conf, CONTAINERS_CONF.format(run_dir=run_dir))
+    _write_if_changed(storage_conf, STORAGE_CONF.format(cache_dir=root, run_dir=run_dir))
     return os.environ | {"CONTAINERS_CONF": str(containers_conf), "CONTAINERS_STORAGE_CONF": str(storage_conf)}
+
+
+def _write_if_changed(path: Path, text: str) -> None:
+    """Replace ``path`` atomically, and only when its text changes: another test run may be
+    starting podman with it at this moment."""
+    if path.exists() and path.read_text() == text:
+        return
+    temporary = path.with_name(f".{path.name}.{os.getpid()}")
+    temporary.write_text(text)
+    temporary.replace(path)
 
 
 def podman(

@@ -13,6 +13,7 @@ import pytest
 
 from tests.support.image import BuiltImage, build_image, prepare_base, remove_image
 from tests.support.podman import unavailable_reason
+from tests.support.postgres import keep_traversable
 
 REPORT_KEY = pytest.StashKey[list[str]]()
 
@@ -21,6 +22,15 @@ REPORT_KEY = pytest.StashKey[list[str]]()
 def container_report(request: pytest.FixtureRequest) -> list[str]:
     """Lines for the end-of-run summary (the base used, image size, timings)."""
     return request.config.stash.setdefault(REPORT_KEY, [])
+
+
+@pytest.fixture(scope="session")
+def tmp_root_stays_traversable(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """The session's PostgreSQL runs as ``postgres`` below ``/tmp/pytest-of-<user>``, which any
+    other pytest session on the machine chmods back to 0700 (tests/reliability/conftest.py says
+    more): keep it traversable while the containers use that cluster."""
+    with keep_traversable(tmp_path_factory.getbasetemp().parent):
+        yield
 
 
 @pytest.fixture(scope="session")

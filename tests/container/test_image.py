@@ -79,7 +79,9 @@ class AgentContainer:
 
 
 @pytest.fixture(scope="module")
-def agent(agent_image: BuiltImage, pg: PostgresServer, upstream: UpstreamProcess) -> Iterator[AgentContainer]:
+def agent(
+    agent_image: BuiltImage, tmp_root_stays_traversable: None, pg: PostgresServer, upstream: UpstreamProcess
+) -> Iterator[AgentContainer]:
     upstream.set_mode("healthy")
     pg.resume()  # as the running_pg fixture does: earlier tests may have hung or stopped it
     if not pg.is_running():

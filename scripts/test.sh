@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs the whole test suite on a Debian machine with Python >= 3.11.
 # Installs what the tests need when it is missing: the PostgreSQL server, HAProxy, Prometheus
-# with promtool, Chromium, iproute2 and curl (Debian packages, needs root or sudo), and the project with its test dependencies in ./.venv.
+# with promtool, Chromium, iproute2, curl, and podman with runc, netavark, catatonit and debootstrap
+# for the container tests (Debian packages, needs root or sudo), and the project with its test dependencies in ./.venv.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,6 +15,14 @@ command -v chromium >/dev/null || need_apt+=(chromium)
 command -v ip >/dev/null || need_apt+=(iproute2)  # ip netns: a non-loopback peer for the admin access tests
 command -v curl >/dev/null || need_apt+=(curl)  # a real TLS client for the TLS tests
 python3 -c 'import ensurepip, venv' 2>/dev/null || need_apt+=(python3-venv)
+# tests/container: podman builds and runs the image (runc: see tests/support/podman.py), catatonit
+# is the pod's pause process and `--init`, debootstrap makes the stand-in base image where no
+# image registry answers.
+command -v podman >/dev/null || need_apt+=(podman)
+command -v runc >/dev/null || need_apt+=(runc)
+[ -x /usr/lib/podman/netavark ] || need_apt+=(netavark)
+{ [ -x /usr/libexec/podman/catatonit ] || command -v catatonit; } >/dev/null || need_apt+=(catatonit)
+command -v debootstrap >/dev/null || need_apt+=(debootstrap)
 if [ ${#need_apt[@]} -gt 0 ]; then
     sudo_cmd=""
     [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"

@@ -58,6 +58,15 @@ def test_compose_agent_environment_is_a_valid_config(compose: dict[str, Any]):
     assert grace > config.server.drain_delay_s + config.server.shutdown_timeout_s
 
 
+def test_compose_down_is_quick_by_reading(compose: dict[str, Any]):
+    """tests/container/test_compose.py measures it; here, what makes it quick."""
+    services = compose["services"]
+    # The stand-in API has no SIGTERM handler: as PID 1 it would ignore SIGTERM until the SIGKILL.
+    assert services["api"]["init"] is True
+    # down stops the agent first (it depends on the others): its drain delay is most of the time.
+    assert float(services["agent"]["environment"]["AGENT_SERVER_DRAIN_DELAY_S"]) <= 1
+
+
 def test_compose_hardens_the_agent(compose: dict[str, Any]):
     agent = compose["services"]["agent"]
     assert agent["read_only"] is True

@@ -57,6 +57,33 @@ def test_final_stage_installs_no_compiler_or_curl(final: Stage):
     assert any(c.startswith("--from=build /opt/sidecar-agent ") for c in copies)
 
 
+def test_build_installs_the_locks_with_hashes_then_the_agent_alone():
+    _, stages = parse_dockerfile(DOCKERFILE)
+    runs = [" ".join(i.args.split()) for i in stages[0].all("RUN")]
+    locked = next(r for r in runs if "--require-hashes" in r)
+    assert "-r requirements.lock" in locked and "-r requirements-build.lock" in locked
+    assert "--only-binary=:all:" in locked, "no dependency is compiled"
+    agent = next(r for r in runs if " install " in r and " . " in f"{r} ")
+    for flag in ("--no-deps", "--no-index", "--no-build-isolation"):
+        assert flag in agent, f"the agent is installed {flag}: everything else came from the locks"
+    assert "uninstall --yes setuptools pip" in agent, "the virtualenv leaves the build without pip or setuptools"
+    copies = [i.args.split() for i in stages[0].all("COPY")]
+    assert copies.index(["requirements.lock", "requirements-build.lock", "./"]) < copies.index(["agent", "./agent"]), (
+        "the dependency layer comes before the agent's code, so it stays cached"
+    )
+
+
+def test_final_stage_removes_the_bases_pip_and_setuptools_for_every_python_version(final: Stage):
+    cleanup = " ".join(" ".join(i.args for i in final.all("RUN")).split())
+    # python:*-slim keeps them in /usr/local (3.11 ships setuptools too, 3.12+ pip only), plus
+    # ensurepip's bundled wheels; a Debian-packaged Python keeps the wheels in /usr/share.
+    for path in ("/usr/local/bin/pip", "/usr/local/lib/python3*/ensurepip/_bundled", "/usr/share/python-wheels"):
+        assert path in cleanup, path
+    assert "for dir in /usr/local/lib/python3*/site-packages" in cleanup, "a glob, not one PYTHON_VERSION"
+    for name in ("pip", "pip-*", "setuptools", "setuptools-*", "pkg_resources", "_distutils_hack", "wheel", "wheel-*"):
+        assert f'"$dir"/{name} ' in f"{cleanup} " or f'"$dir"/{name};' in cleanup, name
+
+
 def test_entrypoint_cmd_and_healthcheck_use_exec_form(final: Stage):
     entrypoint, cmd, healthcheck = final.last("ENTRYPOINT"), final.last("CMD"), final.last("HEALTHCHECK")
     assert entrypoint and cmd and healthcheck

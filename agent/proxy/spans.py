@@ -57,6 +57,7 @@ def finished_request(
     error = error_type or (str(status) if status >= 500 else None)
     if error is not None:
         attributes["error.type"] = error
+    # A 4xx is the client's doing: a server span's status stays unset (http-spans.md "Status").
     return FinishedRequest(
         name=f"{method if method in KNOWN_METHODS else 'HTTP'} {route}",
         trace_id=ids.trace_id,
@@ -67,5 +68,5 @@ def finished_request(
         end_ns=now_ns,
         attributes=attributes,
         upstream_ns=to_ns(upstream_started) if upstream_started else None,
-        is_error=error is not None,
+        is_error=status >= 500,
     )

@@ -54,7 +54,7 @@ class FinishedRequest:
     start_ns: int
     end_ns: int
     attributes: dict[str, Any]
-    upstream_ns: int | None  # when the app's response began, if it was reached
+    upstream_ns: int | None  # when forwarding to the app began (connecting included), if it did
     is_error: bool
 
 
@@ -189,7 +189,7 @@ class Tracer:
             request.name, context=context, kind=SpanKind.SERVER, attributes=request.attributes, start_time=request.start_ns
         )
         if request.upstream_ns is not None:
-            span.add_event("upstream response started", timestamp=request.upstream_ns)
+            span.add_event("upstream request started", timestamp=request.upstream_ns)
         if request.is_error:
             span.set_status(Status(StatusCode.ERROR))
         span.end(end_time=request.end_ns)

@@ -25,7 +25,8 @@ def finished_request(
     client_ip: str | None,
     error_type: str | None,
 ) -> FinishedRequest:
-    """``started``/``ended``/``upstream_started`` are ``time.perf_counter()`` readings (0: never)."""
+    """``started``/``ended``/``upstream_started`` are ``time.perf_counter()`` readings (0: never);
+    ``upstream_started``: when forwarding to the app began (connecting included)."""
     method = head.method.decode("latin-1")
     ids = head.ids
     now_ns = time.time_ns()

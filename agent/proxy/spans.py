@@ -44,9 +44,7 @@ def finished_request(
         "http.request.header.x-request-id": (ids.request_id,),
     }
     if head.host:
-        attributes["server.address"] = (
-            head.host.rsplit(b":", 1)[0].decode("latin-1") if not head.host.startswith(b"[") else head.host.decode("latin-1")
-        )
+        attributes["server.address"] = _host_name(head.host)
     if client_ip:
         attributes["client.address"] = client_ip
     if head.user_agent:
@@ -71,3 +69,10 @@ def finished_request(
         upstream_ns=to_ns(upstream_started) if upstream_started else None,
         is_error=status >= 500,
     )
+
+
+def _host_name(host: bytes) -> str:
+    """``server.address``: the Host without its port, an IPv6 literal without its brackets."""
+    if host.startswith(b"["):
+        return host[1 : host.find(b"]")].decode("latin-1")
+    return host.rsplit(b":", 1)[0].decode("latin-1")

@@ -64,6 +64,9 @@ class ExportQueue:
     def __init__(self, exporter: Any, max_queue: int) -> None:
         self._exporter = exporter
         self._max_queue = max_queue
+        # Wake the worker before the queue is full: with max_queue under BATCH_SIZE a whole batch
+        # never gathers, and spans would leave only on the timer (max_queue a second at most).
+        self._wake_at = max(1, min(BATCH_SIZE, max_queue // 2))
         self._spans: collections.deque[Any] = collections.deque()
         self._wake = threading.Condition()
         self._stopping = False
@@ -88,7 +91,7 @@ class ExportQueue:
                 self._warn("dropped", "span queue full: spans dropped", self.dropped)
                 return
             self._spans.append(span)
-            if len(self._spans) >= BATCH_SIZE:
+            if len(self._spans) >= self._wake_at:
                 self._wake.notify()
 
     @property

@@ -80,9 +80,8 @@ def test_a_collector_in_trouble_costs_the_requests_nothing(
     # Every span is exported, dropped, failed or queued, but for a batch being exported right now.
     assert WARMUP + REQUESTS - MAX_QUEUE <= made <= WARMUP + REQUESTS, counters
     assert counters["queue"] <= MAX_QUEUE
-    assert counters["queue_full"] > REQUESTS / 2, counters  # most spans never fit
-    if trouble == "slow":
-        assert counters["exported"] > 0 and counters["export_failed"] == 0, counters
+    if trouble == "slow":  # exports succeed, too slowly: the queue overflows
+        assert counters["exported"] > 0 and counters["queue_full"] > 0 and counters["export_failed"] == 0, counters
     else:
         assert counters["exported"] == 0 and counters["export_failed"] >= MAX_QUEUE, counters
 

@@ -73,7 +73,7 @@ class ExportQueue:
         self.exported = 0
         self.dropped = 0  # the queue was full
         self.failed = 0  # spans in batches the collector did not take
-        self._warned = {"dropped": 0.0, "failed": 0.0}
+        self._warned_at = -WARN_EVERY_S  # one warning a minute about lost spans, whatever the reason
         self._thread = threading.Thread(target=self._run, name="otlp-export", daemon=True)
         self._thread.start()
 
@@ -88,7 +88,7 @@ class ExportQueue:
         with self._wake:
             if len(self._spans) >= self._max_queue:
                 self.dropped += 1
-                self._warn("dropped", "span queue full: spans dropped", self.dropped)
+                self._warn("span queue full: spans dropped", self.dropped)
                 return
             self._spans.append(span)
             if len(self._spans) >= self._wake_at:
@@ -129,14 +129,15 @@ class ExportQueue:
         if ok:
             self.exported += len(batch)
         else:
-            self.failed += len(batch)
-            self._warn("failed", "span export failed: spans lost", self.failed)
+            with self._wake:  # one timer for both threads' warnings
+                self.failed += len(batch)
+                self._warn("span export failed: spans lost", self.failed)
 
-    def _warn(self, kind: str, message: str, total: int) -> None:
+    def _warn(self, message: str, total: int) -> None:
         now = time.monotonic()
-        if now - self._warned[kind] >= WARN_EVERY_S:
-            self._warned[kind] = now
-            log.warning(message, extra={"total": total})
+        if now - self._warned_at >= WARN_EVERY_S:
+            self._warned_at = now
+            log.warning(message, extra={"total": total, "queue_full": self.dropped, "export_failed": self.failed})
 
 
 class Tracer:

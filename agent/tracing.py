@@ -173,6 +173,9 @@ class Tracer:
             resource=Resource.create(resource_attributes(config, environ or dict(os.environ))),
             id_generator=self._ids,
             sampler=ALWAYS_ON,
+            # The server flushes within the shutdown timeout; the SDK's own atexit flush would wait
+            # for the export thread again, up to EXPORT_TIMEOUT_S more, after "agent stopped".
+            shutdown_on_exit=False,
         )
         provider.add_span_processor(self.queue)  # type: ignore[arg-type]
         self._provider = provider

@@ -102,12 +102,13 @@ class ExportQueue:
         return self.shutdown(timeout_millis / 1000) or True
 
     def shutdown(self, timeout_s: float = EXPORT_TIMEOUT_S) -> bool:
-        """Export what is queued, within ``timeout_s``; True when the queue emptied."""
+        """Export what is queued, within ``timeout_s``; True when every batch was sent (the worker
+        ends only then: an empty queue may still mean a batch under way)."""
         with self._wake:
             self._stopping = True
             self._wake.notify()
         self._thread.join(timeout_s)
-        return not self._spans
+        return not self._thread.is_alive()
 
     def _run(self) -> None:
         while True:

@@ -83,7 +83,7 @@ def test_a_collector_in_trouble_costs_the_requests_nothing(
     if trouble == "slow":  # exports succeed, too slowly: the queue overflows
         assert counters["exported"] > 0 and counters["queue_full"] > 0 and counters["export_failed"] == 0, counters
     else:
-        assert counters["exported"] == 0 and counters["export_failed"] >= MAX_QUEUE, counters
+        assert counters["exported"] == 0 and counters["export_failed"] > 0, counters
 
     # One warning a minute about lost spans, whatever the reason; nothing from the exporter library.
     warnings = log_warnings(agent)

@@ -135,4 +135,7 @@ def setup_logging(config: LoggingConfig, stream: IO[str] | None = None) -> None:
         root.addHandler(handler)
     root.setLevel(config.level)
     logging.getLogger("aiohttp.access").disabled = True  # the agent writes its own access log
+    # The OTLP exporter logs every failed or retried batch; the agent counts lost spans
+    # (agent_tracing_spans_dropped_total) and warns once a minute itself (agent.tracing).
+    logging.getLogger("opentelemetry.exporter").setLevel(logging.CRITICAL)
     logging.captureWarnings(True)

@@ -54,7 +54,7 @@ class FinishedRequest:
     start_ns: int
     end_ns: int
     attributes: dict[str, Any]
-    upstream_ns: int | None  # when the app's response began, if it was reached
+    upstream_ns: int | None  # when forwarding to the app began (connecting included), if it did
     is_error: bool
 
 
@@ -64,13 +64,16 @@ class ExportQueue:
     def __init__(self, exporter: Any, max_queue: int) -> None:
         self._exporter = exporter
         self._max_queue = max_queue
+        # Wake the worker before the queue is full: with max_queue under BATCH_SIZE a whole batch
+        # never gathers, and spans would leave only on the timer (max_queue a second at most).
+        self._wake_at = max(1, min(BATCH_SIZE, max_queue // 2))
         self._spans: collections.deque[Any] = collections.deque()
         self._wake = threading.Condition()
         self._stopping = False
         self.exported = 0
         self.dropped = 0  # the queue was full
         self.failed = 0  # spans in batches the collector did not take
-        self._warned = {"dropped": 0.0, "failed": 0.0}
+        self._warned_at = -WARN_EVERY_S  # one warning a minute about lost spans, whatever the reason
         self._thread = threading.Thread(target=self._run, name="otlp-export", daemon=True)
         self._thread.start()
 
@@ -85,10 +88,10 @@ class ExportQueue:
         with self._wake:
             if len(self._spans) >= self._max_queue:
                 self.dropped += 1
-                self._warn("dropped", "span queue full: spans dropped", self.dropped)
+                self._warn("span queue full: spans dropped", self.dropped)
                 return
             self._spans.append(span)
-            if len(self._spans) >= BATCH_SIZE:
+            if len(self._spans) >= self._wake_at:
                 self._wake.notify()
 
     @property
@@ -99,12 +102,13 @@ class ExportQueue:
         return self.shutdown(timeout_millis / 1000) or True
 
     def shutdown(self, timeout_s: float = EXPORT_TIMEOUT_S) -> bool:
-        """Export what is queued, within ``timeout_s``; True when the queue emptied."""
+        """Export what is queued, within ``timeout_s``; True when every batch was sent (the worker
+        ends only then: an empty queue may still mean a batch under way)."""
         with self._wake:
             self._stopping = True
             self._wake.notify()
         self._thread.join(timeout_s)
-        return not self._spans
+        return not self._thread.is_alive()
 
     def _run(self) -> None:
         while True:
@@ -126,14 +130,15 @@ class ExportQueue:
         if ok:
             self.exported += len(batch)
         else:
-            self.failed += len(batch)
-            self._warn("failed", "span export failed: spans lost", self.failed)
+            with self._wake:  # one timer for both threads' warnings
+                self.failed += len(batch)
+                self._warn("span export failed: spans lost", self.failed)
 
-    def _warn(self, kind: str, message: str, total: int) -> None:
+    def _warn(self, message: str, total: int) -> None:
         now = time.monotonic()
-        if now - self._warned[kind] >= WARN_EVERY_S:
-            self._warned[kind] = now
-            log.warning(message, extra={"total": total})
+        if now - self._warned_at >= WARN_EVERY_S:
+            self._warned_at = now
+            log.warning(message, extra={"total": total, "queue_full": self.dropped, "export_failed": self.failed})
 
 
 class Tracer:
@@ -169,6 +174,9 @@ class Tracer:
             resource=Resource.create(resource_attributes(config, environ or dict(os.environ))),
             id_generator=self._ids,
             sampler=ALWAYS_ON,
+            # The server flushes within the shutdown timeout; the SDK's own atexit flush would wait
+            # for the export thread again, up to EXPORT_TIMEOUT_S more, after "agent stopped".
+            shutdown_on_exit=False,
         )
         provider.add_span_processor(self.queue)  # type: ignore[arg-type]
         self._provider = provider
@@ -189,7 +197,7 @@ class Tracer:
             request.name, context=context, kind=SpanKind.SERVER, attributes=request.attributes, start_time=request.start_ns
         )
         if request.upstream_ns is not None:
-            span.add_event("upstream response started", timestamp=request.upstream_ns)
+            span.add_event("upstream request started", timestamp=request.upstream_ns)
         if request.is_error:
             span.set_status(Status(StatusCode.ERROR))
         span.end(end_time=request.end_ns)

@@ -25,7 +25,8 @@ def finished_request(
     client_ip: str | None,
     error_type: str | None,
 ) -> FinishedRequest:
-    """``started``/``ended``/``upstream_started`` are ``time.perf_counter()`` readings (0: never)."""
+    """``started``/``ended``/``upstream_started`` are ``time.perf_counter()`` readings (0: never);
+    ``upstream_started``: when forwarding to the app began (connecting included)."""
     method = head.method.decode("latin-1")
     ids = head.ids
     now_ns = time.time_ns()
@@ -43,9 +44,7 @@ def finished_request(
         "http.request.header.x-request-id": (ids.request_id,),
     }
     if head.host:
-        attributes["server.address"] = (
-            head.host.rsplit(b":", 1)[0].decode("latin-1") if not head.host.startswith(b"[") else head.host.decode("latin-1")
-        )
+        attributes["server.address"] = _host_name(head.host)
     if client_ip:
         attributes["client.address"] = client_ip
     if head.user_agent:
@@ -57,6 +56,7 @@ def finished_request(
     error = error_type or (str(status) if status >= 500 else None)
     if error is not None:
         attributes["error.type"] = error
+    # A 4xx is the client's doing: a server span's status stays unset (http-spans.md "Status").
     return FinishedRequest(
         name=f"{method if method in KNOWN_METHODS else 'HTTP'} {route}",
         trace_id=ids.trace_id,
@@ -67,5 +67,12 @@ def finished_request(
         end_ns=now_ns,
         attributes=attributes,
         upstream_ns=to_ns(upstream_started) if upstream_started else None,
-        is_error=error is not None,
+        is_error=status >= 500,
     )
+
+
+def _host_name(host: bytes) -> str:
+    """``server.address``: the Host without its port, an IPv6 literal without its brackets."""
+    if host.startswith(b"["):
+        return host[1 : host.find(b"]")].decode("latin-1")
+    return host.rsplit(b":", 1)[0].decode("latin-1")

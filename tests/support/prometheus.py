@@ -3,7 +3,8 @@
 ``PrometheusServer(workdir, targets).start()`` writes a config scraping ``targets`` (host:port of
 agent admin listeners), starts ``prometheus`` (Debian package ``prometheus``) with its TSDB under
 ``workdir`` and waits (bounded) until ``/-/ready``; ``query(expr)`` runs an instant query through
-the HTTP API; ``stop()`` terminates it (SIGKILL after 10 s).
+the HTTP API; ``stop()`` terminates it (SIGKILL after 10 s). ``extra_flags`` go on its command
+line (``["--enable-feature=exemplar-storage"]``).
 """
 
 from __future__ import annotations
@@ -29,8 +30,17 @@ def prometheus_binary() -> str | None:
 
 
 class PrometheusServer:
-    def __init__(self, workdir: Path, targets: list[str], *, rule_files: list[Path] = (), scrape_interval_s: int = 1) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        targets: list[str],
+        *,
+        rule_files: list[Path] = (),
+        scrape_interval_s: int = 1,
+        extra_flags: list[str] = (),
+    ) -> None:
         self.workdir = workdir
+        self.extra_flags = list(extra_flags)
         workdir.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
         self.config_path = workdir / "prometheus.yml"
@@ -61,6 +71,7 @@ class PrometheusServer:
                     f"--web.listen-address=127.0.0.1:{self.port}",
                     "--storage.tsdb.retention.time=1h",
                     "--log.level=warn",
+                    *self.extra_flags,
                 ],
                 cwd=self.workdir,
                 stdin=subprocess.DEVNULL,

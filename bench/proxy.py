@@ -12,6 +12,8 @@ echo server and count CPU per message over 32 tunnels of echo round trips (``ben
 The TLS rows (``--only tls`` alone) put a third agent and a third HAProxy, both terminating TLS
 with the same certificate, in front of the nginx upstream: keep-alive requests over TLS (wrk), and
 new connections with a full handshake and one request each (``bench.tls.handshakes``).
+The tracing rows (``--only tracing`` alone) put four agents, tracing off and at ``sample_ratio`` 0,
+0.01 and 1.0, beside HAProxy, exporting to a throwaway OTLP sink on the load CPU (``bench.tracing``).
 Rows are measured in interleaved rounds, so slow drift in machine load hits every row alike. Prints
 a table and, as the very last line, one JSON object with every number. See bench/README.md.
 
@@ -56,6 +58,8 @@ from bench.probe import CLK_TCK, Children, LoadGenerator, LoadResult, cpu_ticks,
 from bench.table import grid, num  # noqa: E402
 from bench.tls.files import KEY_TYPE, TlsFiles, write_tls_files  # noqa: E402
 from bench.tls.report import tls_lines  # noqa: E402
+from bench.tracing import RATIOS, row_key, row_name, sink_nginx_conf, tracing_lines, tracing_section  # noqa: E402
+from bench.tracing import targets as tracing_targets  # noqa: E402
 from bench.websocket.client import check as websocket_check  # noqa: E402
 from bench.websocket.report import websocket_lines  # noqa: E402
 from tests.support.agent import to_toml  # noqa: E402
@@ -437,13 +441,22 @@ class AgentService(Service):
 
 
 def start_agent(
-    children: Children, workdir: Path, upstream_port: int, cpu: int | None, name: str = "agent", tls: TlsFiles | None = None
+    children: Children,
+    workdir: Path,
+    upstream_port: int,
+    cpu: int | None,
+    name: str = "agent",
+    tls: TlsFiles | None = None,
+    tracing: dict[str, Any] | None = None,
 ) -> AgentService:
     d = workdir / name
     d.mkdir(mode=0o755)
     port, admin_port = free_port(), free_port()
     config_path = d / "agent.toml"
-    config_path.write_text(to_toml(agent_config(upstream_port, port, admin_port, tls)))
+    config = agent_config(upstream_port, port, admin_port, tls)
+    if tracing is not None:
+        config["tracing"] = tracing
+    config_path.write_text(to_toml(config))
     env = {k: v for k, v in os.environ.items() if not k.startswith("AGENT_") and k != "DATABASE_URL"}
     env["PYTHONPATH"] = str(REPO_ROOT)
     log = d / "agent.log"  # stdout (access log + app log) to a file: what production does with it
@@ -725,12 +738,15 @@ def render_table(meta: dict[str, Any], rows: list[dict[str, Any]], extra: dict[s
         + "; ".join(v for v in (meta["haproxy"], meta["nginx"]) if v),
         "",
     ]
-    http_rows = [r for r in rows if r["kind"] in ("proxy", "direct", "health")]
-    if http_rows:
-        lines += [*http_lines(meta, http_rows, extra), ""]
-    if "tls" in extra:
-        plain = extra.get("targets", {}).get("agent_vs_haproxy_cpu_ratio")
-        lines += [*tls_lines(meta, [r for r in rows if r["kind"] in ("tls", "handshake")], extra["tls"], plain, PATH), ""]
+    if "tracing" in extra:
+        lines += [*tracing_lines(meta, rows, extra["tracing"]), ""]
+    else:
+        http_rows = [r for r in rows if r["kind"] in ("proxy", "direct", "health")]
+        if http_rows:
+            lines += [*http_lines(meta, http_rows, extra), ""]
+        if "tls" in extra:
+            plain = extra.get("targets", {}).get("agent_vs_haproxy_cpu_ratio")
+            lines += [*tls_lines(meta, [r for r in rows if r["kind"] in ("tls", "handshake")], extra["tls"], plain, PATH), ""]
     if "websocket" in extra:
         lines += [*websocket_lines(meta, [r for r in rows if r["kind"] == "ws"], extra["websocket"]), ""]
     n = extra["noise"]
@@ -839,6 +855,18 @@ def scrape_counter(admin_port: int, name: str) -> float | None:
         if line.startswith(name + "{"):
             total += float(line.rsplit(" ", 1)[1])
     return total
+
+
+def scrape_span_counters(admin_port: int) -> dict[str, float]:
+    """``exported`` and ``dropped`` (both reasons) from an agent's ``agent_tracing_*`` families."""
+    got = http_get(admin_port, "/metrics", timeout=5)
+    counters = {"exported": 0.0, "dropped": 0.0}
+    for line in (got[2].decode(errors="replace") if got else "").splitlines():
+        if line.startswith("agent_tracing_spans_exported_total"):
+            counters["exported"] += float(line.rsplit(" ", 1)[1])
+        elif line.startswith("agent_tracing_spans_dropped_total{"):
+            counters["dropped"] += float(line.rsplit(" ", 1)[1])
+    return counters
 
 
 def progress(text: str) -> None:
@@ -1009,6 +1037,59 @@ def start_websocket_rows(bench: Bench) -> WebSocketRows:
     return WebSocketRows(rows, agent, echo)
 
 
+@dataclass
+class TracingRows:
+    rows: list[Row]
+    agents: dict[str, AgentService]  # by row key
+    loadgen_kind: str
+
+
+def start_tracing_rows(bench: Bench) -> TracingRows:
+    """The upstream, the OTLP sink (both on the load CPU), an agent per tracing setting and HAProxy."""
+    args, children, workdir = bench.args, bench.children, bench.workdir
+    if shutil.which("nginx") is None:
+        raise SystemExit("nginx is needed for the upstream and the OTLP sink: apt-get install -y nginx")
+    loadgen_kind = "wrk" if args.loadgen == "wrk" or (args.loadgen == "auto" and shutil.which("wrk")) else "python"
+    progress("starting upstream nginx and the OTLP sink ...")
+    up_port, sink_port = free_port(), free_port()
+    upstream = start_nginx(children, workdir, "upstream", lambda d: upstream_nginx_conf(d, up_port), up_port, bench.load_cpu)
+    sink = start_nginx(
+        children, workdir, "otlp-sink", lambda d: sink_nginx_conf(_nginx_common(d), _nginx_temp_paths(d), sink_port), sink_port,
+        bench.load_cpu,
+    )  # fmt: skip
+    bench.services += [upstream, sink]
+    load = LoadGenerator(children, loadgen_kind, args.connections, args.seconds, bench.load_cpu, preexec_fn=_die_with_parent)
+    rows, agents = [], {}
+    for ratio in (None, *RATIOS):
+        key = row_key(ratio)
+        progress(f"starting {row_name(ratio)} ...")
+        agent = start_agent(children, workdir, up_port, bench.proxy_cpu, name=key, tracing=tracing_section(sink_port, ratio))
+        bench.services.append(agent)
+        agents[key] = agent
+        rows.append(Row(key, row_name(ratio), "proxy", agent.port, PATH, agent, load, upstream))
+    if bench.have_haproxy:
+        progress("starting HAProxy ...")
+        hap_port = free_port()
+        hap = start_haproxy(children, workdir, hap_port, up_port, bench.headers, bench.proxy_cpu)
+        rows.append(Row("haproxy", "HAProxy (proxied)", "proxy", hap_port, PATH, hap, load, upstream))
+        bench.services.append(hap)
+    progress("pre-check: status, body, request ID, trace context and security headers ...")
+    for row in rows:
+        precheck(row, bench.headers, up_port)
+    return TracingRows(rows, agents, loadgen_kind)
+
+
+def tracing_results(tracing: TracingRows, summaries: list[dict[str, Any]]) -> dict[str, Any]:
+    time.sleep(2.0)  # the export worker sends what is queued at least once a second
+    spans = {key: scrape_span_counters(agent.admin_port) for key, agent in tracing.agents.items()}
+    keys = {row.key for row in tracing.rows}
+    return {
+        "sink": "nginx returning an empty 200 for POST /v1/traces, pinned with the upstream and the load generator",
+        "spans": spans,
+        "targets": tracing_targets({s["key"]: s for s in summaries if s["key"] in keys}),
+    }
+
+
 def measure_rounds(bench: Bench, rows: list[Row]) -> dict[str, int]:
     """A warm-up per row, then ``--runs`` rounds of every row; the warm-ups' counts by row key."""
     warmup: dict[str, int] = {}
@@ -1039,7 +1120,13 @@ def run(args: argparse.Namespace, children: Children, workdir: Path) -> dict[str
     http = start_http_rows(bench) if args.only in (None, "http") else None
     tls = start_tls_rows(bench) if args.only in (None, "tls") else None
     ws = start_websocket_rows(bench) if args.only in (None, "ws") else None
-    rows = [*(http.rows if http else []), *(tls.rows if tls else []), *(ws.rows if ws else [])]
+    tracing = start_tracing_rows(bench) if args.only == "tracing" else None
+    rows = [
+        *(http.rows if http else []),
+        *(tls.rows if tls else []),
+        *(ws.rows if ws else []),
+        *(tracing.rows if tracing else []),
+    ]
     warmup = measure_rounds(bench, rows)
 
     summaries = [row.summary() | {"kind": row.kind} for row in rows]
@@ -1049,7 +1136,7 @@ def run(args: argparse.Namespace, children: Children, workdir: Path) -> dict[str
         "connections": args.connections,
         "runs": args.runs,
         "only": args.only or "all",
-        "loadgen": http.loadgen_kind if http else tls.loadgen_kind if tls else None,
+        "loadgen": http.loadgen_kind if http else tls.loadgen_kind if tls else tracing.loadgen_kind if tracing else None,
         "proxy_cpu": proxy_cpu if proxy_cpu is not None else "unpinned",
         "load_cpu": load_cpu if load_cpu is not None else "unpinned",
         "cpus": os.cpu_count(),
@@ -1057,7 +1144,7 @@ def run(args: argparse.Namespace, children: Children, workdir: Path) -> dict[str
         "event_loop": _event_loop(),
         "agent_version": _agent_version(),
         "haproxy": _version(["haproxy", "-v"]) if have_haproxy else "HAProxy not installed",
-        "nginx": _version(["nginx", "-v"]) if http or tls else None,
+        "nginx": _version(["nginx", "-v"]) if http or tls or tracing else None,
         "clk_tck": CLK_TCK,
         "path": PATH,
         "body_bytes": len(BODY),
@@ -1069,6 +1156,8 @@ def run(args: argparse.Namespace, children: Children, workdir: Path) -> dict[str
         extra["tls"] = tls_results(tls, warmup, summaries)
     if ws:
         extra["websocket"] = websocket_results(ws, warmup, summaries, args)
+    if tracing:
+        extra["tracing"] = tracing_results(tracing, summaries)
     extra["noise"] = {
         "rps_spread_pct": {s["key"]: s["rps_spread_pct"] for s in summaries},
         "cpu0_other_pct_max": round(max(r.cpu0_other_pct for r in all_runs), 1),
@@ -1272,8 +1361,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep-workdir", action="store_true", help="keep the temp dir (configs, logs) for inspection")
     parser.add_argument(
         "--only",
-        choices=("http", "tls", "ws"),
-        help="only the plain HTTP rows, only the TLS rows, or only the WebSocket echo rows (default: all, interleaved)",
+        choices=("http", "tls", "ws", "tracing"),
+        help="only the plain HTTP rows, the TLS rows, the WebSocket echo rows (default: these three, interleaved), "
+        "or the tracing rows (tracing off and at sample_ratio 0, 0.01, 1.0, beside HAProxy; never in the default run)",
     )
     args = parser.parse_args(argv)
     if args.seconds < 1 or args.connections < 1 or args.runs < 1:

@@ -561,7 +561,9 @@ def test_drain_speaks_https_to_an_admin_listener_with_tls(
     result = cli("drain", "-c", str(agent.config_path), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert agent.get("/health/ready").status == 503
-    plain = cli("undrain", "--url", agent.admin_url, cwd=tmp_path)  # http:// to a TLS listener
+    assert agent.admin_url.startswith("https://")
+    plain_url = "http://" + agent.admin_url.removeprefix("https://")
+    plain = cli("undrain", "--url", plain_url, cwd=tmp_path)  # http:// to a TLS listener
     assert plain.returncode == 1 and plain.stderr.startswith("undrain: "), plain.stderr
 
 

@@ -11,6 +11,7 @@ for its RSS, glibc's heap (``mallinfo2``: in use vs free), the OpenSSL session c
 ``--tracemalloc`` prints the top allocation sites grown between the first and the last batch.
 
 Bisecting knobs: ``--loop asyncio`` (no uvloop), ``--max-tls 1.2`` (a TLS 1.2 client),
+``--no-ticket`` (with 1.2: a client without session tickets, whose sessions the server caches),
 ``--env MALLOC_ARENA_MAX=2`` (agent environment). Prints one line per batch, then one JSON line.
 Everything listens on 127.0.0.1; the agent is stopped at the end.
 """
@@ -141,12 +142,14 @@ class OneRequest(asyncio.Protocol):
             self.done.set_result(b"".join(self.chunks))
 
 
-async def _client(port: int, path: str, count: int, concurrency: int, max_tls: str) -> dict[str, int]:
+async def _client(port: int, path: str, count: int, concurrency: int, max_tls: str, no_ticket: bool) -> dict[str, int]:
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
     context.set_alpn_protocols(["http/1.1"])
     context.maximum_version = ssl.TLSVersion.TLSv1_2 if max_tls == "1.2" else ssl.TLSVersion.TLSv1_3
+    if no_ticket:  # a TLS 1.2 client without RFC 5077 tickets: the server keeps its session in its cache
+        context.options |= ssl.OP_NO_TICKET
     request = f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n".encode()
     loop = asyncio.get_running_loop()
     tally = {"ok": 0, "errors": 0, "left": count}
@@ -175,6 +178,7 @@ def client_main(argv: list[str]) -> int:
     parser.add_argument("--count", type=int, required=True)
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--max-tls", default="1.3")
+    parser.add_argument("--no-ticket", action="store_true")
     args = parser.parse_args(argv)
     try:
         import uvloop
@@ -183,7 +187,7 @@ def client_main(argv: list[str]) -> int:
     except ImportError:
         runner = asyncio.Runner()
     with runner:
-        result = runner.run(_client(args.port, args.path, args.count, args.concurrency, args.max_tls))
+        result = runner.run(_client(args.port, args.path, args.count, args.concurrency, args.max_tls, args.no_ticket))
     sys.stdout.write(json.dumps(result) + "\n")
     return 0
 
@@ -282,7 +286,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             started = time.monotonic()
             client = subprocess.run(
                 [sys.executable, "-m", "bench.tls_rss", "--client", "--port", str(port), "--path", args.path,
-                 "--count", str(batch), "--concurrency", str(args.concurrency), "--max-tls", args.max_tls],
+                 "--count", str(batch), "--concurrency", str(args.concurrency), "--max-tls", args.max_tls,
+                 *(["--no-ticket"] if args.no_ticket else [])],
                 cwd=REPO_ROOT, env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
                 capture_output=True, text=True, timeout=BATCH_TIMEOUT_S, check=True,
             )  # fmt: skip
@@ -304,7 +309,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     for key_ in ("top", "top_lines"):
         for line in samples[-1].get(key_, []):
             sys.stderr.write(f"  {line}\n")
-    return {"loop": args.loop, "max_tls": args.max_tls, "env": args.env, "samples": samples}
+    return {"loop": args.loop, "max_tls": args.max_tls, "no_ticket": args.no_ticket, "env": args.env, "samples": samples}
 
 
 def _print(sample: dict[str, Any]) -> None:
@@ -342,6 +347,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--path", default="/health/ready")
     parser.add_argument("--loop", choices=("uvloop", "asyncio"), default="uvloop")
     parser.add_argument("--max-tls", choices=("1.2", "1.3"), default="1.3")
+    parser.add_argument("--no-ticket", action="store_true", help="the client refuses session tickets (OP_NO_TICKET)")
     parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE", help="set in the agent's environment")
     parser.add_argument("--trim", action="store_true", help="malloc_trim(0) in the agent at each sample")
     parser.add_argument(

@@ -173,6 +173,10 @@ class ClientConnection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         self.ctx.connections.discard(self)
+        # This protocol is in reference cycles (its parser's callbacks, its exchanges) and waits
+        # for the cyclic GC, often a full one; the transport must not wait with it: over TLS it
+        # holds the event loop's SSL protocol, with a 256 KiB read buffer and OpenSSL's state.
+        self.transport = None
         current, self.current = self.current, None
         if current is not None:
             current.on_client_lost()

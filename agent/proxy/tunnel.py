@@ -259,6 +259,8 @@ class Tunnel:
             self.close("drain")
             return
         self.closing_deadline = time.monotonic() + grace_s
+        if self.closed_by is None:  # the agent's Close frames come first: whatever the peers do next answers them
+            self.closed_by = "drain"
         for source, dest in ((self.upstream, self.client), (self.client, self.upstream)):
             if source.frames is not None and source.frames.at_boundary:
                 self._send_close(dest)

@@ -104,6 +104,9 @@ class UpstreamConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        # The parser's callbacks and the exchange make this protocol part of reference cycles:
+        # dropping the transport frees its buffers (and TLS state) now, not at the next cyclic GC.
+        self.transport = None
         if isinstance(exc, ssl.SSLError):
             self.tls_error = failure_reason(exc)
         self.pool.discard(self)

@@ -39,7 +39,7 @@ def is_sampled(trace_id: str, incoming_flags: str | None, *, threshold: int, tru
     """Sample this request? ``incoming_flags``: the valid incoming traceparent's flags, else None."""
     if incoming_flags is not None and trust_incoming:
         return int(incoming_flags, 16) & 1 == 1
-    return int(trace_id[16:], 16) < threshold
+    return threshold > 0 and int(trace_id[16:], 16) < threshold
 
 
 @dataclass(slots=True)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 
 from agent.proxy.settings import PREFLIGHT, ProxySettings, TracingSettings
-from agent.proxy.wire import HOP_BY_HOP, REQUEST_REPLACED, connection_tokens
+from agent.proxy.wire import connection_tokens
 from agent.rules.ids import Ids, resolve_ids
 from agent.rules.security_headers import encode
 from agent.tracing import is_sampled
@@ -215,8 +215,11 @@ def _validate(settings: ProxySettings, head: RequestHead, hosts: int, te_values:
 
 def _traced(tracing: TracingSettings, head: RequestHead, ids: Ids) -> Ids:
     """Decide sampling now, and name the agent's span as the app's parent (W3C Trace Context §3.2)."""
-    head.sampled = is_sampled(ids.trace_id, ids.flags, threshold=tracing.threshold, trust_incoming=tracing.trust_incoming)
-    return ids._replace(traceparent=f"00-{ids.trace_id}-{ids.span_id}-{'01' if head.sampled else '00'}")
+    sampled = is_sampled(ids.trace_id, ids.flags, threshold=tracing.threshold, trust_incoming=tracing.trust_incoming)
+    head.sampled = sampled
+    if ids.parent_id is None and not sampled:
+        return ids  # a trace the agent started, unsampled: its new traceparent already names the agent's span
+    return ids._replace(traceparent=f"00-{ids.trace_id}-{ids.span_id}-{'01' if sampled else '00'}")
 
 
 def _allowed_upgrade(settings: ProxySettings, head: RequestHead, value: bytes) -> bytes | None:
@@ -251,12 +254,10 @@ def upstream_request_head(
     ids = head.ids
     lines = [b"%s %s HTTP/1.1\r\nHost: %s\r\n" % (head.method, head.target, head.host or authority)]
     append = lines.append
-    request_id_lower = settings.request_id_lower
+    skip = settings.request_skip
     skip_trace = ids.tracestate is None
     for name, value, lower in head.headers:
-        if lower in HOP_BY_HOP or lower in REQUEST_REPLACED or lower in named:
-            continue
-        if lower == request_id_lower or lower == b"traceparent" or (skip_trace and lower == b"tracestate"):
+        if lower in skip or lower in named or (skip_trace and lower == b"tracestate"):
             continue
         if not trusted and lower.startswith(b"x-forwarded-"):
             continue

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from agent import __version__
 from agent.config import AgentConfig
+from agent.proxy.wire import HOP_BY_HOP, REQUEST_REPLACED
 from agent.rules.cors import Cors
 from agent.rules.ids import RequestIdRule
 from agent.rules.security_headers import SecurityHeaders
@@ -66,6 +67,8 @@ class ProxySettings:
     request_id: RequestIdRule
     request_id_name: bytes  # as configured, for the headers the agent writes
     request_id_lower: bytes
+    # Request fields never passed on as they came: hop-by-hop, replaced, and the agent's own ids.
+    request_skip: frozenset[bytes]
     security: SecurityHeaders
     # Response header names (lower-case bytes) the agent drops, by "request was HTTPS".
     dropped_plain: frozenset[bytes]
@@ -108,6 +111,7 @@ def proxy_settings(config: AgentConfig) -> ProxySettings:
         request_id=request_id,
         request_id_name=config.request_id.header.encode(),
         request_id_lower=request_id.header_lower.encode(),
+        request_skip=HOP_BY_HOP | REQUEST_REPLACED | {request_id.header_lower.encode(), b"traceparent"},
         security=security,
         dropped_plain=_encoded(security.dropped(False)) | own,
         dropped_https=_encoded(security.dropped(True)) | own,

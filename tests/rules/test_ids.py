@@ -91,6 +91,14 @@ def test_resolve_keeps_valid_values_and_drops_tracestate_without_its_traceparent
     assert parse_traceparent(ids.traceparent.encode()) == ids.trace_id
 
 
+def test_a_new_trace_names_the_agents_own_span_as_the_apps_parent() -> None:
+    """Without a valid incoming traceparent, the one sent on is the agent's span, unsampled (the
+    proxy relies on it: an unsampled new trace needs no second traceparent)."""
+    for incoming in (None, b"garbage"):
+        ids = resolve_ids(DEFAULT, None, incoming, None)
+        assert ids.traceparent == f"00-{ids.trace_id}-{ids.span_id}-00" and ids.parent_id is None and ids.flags is None
+
+
 @pytest.mark.parametrize(
     ("request_id", "traceparent"),
     [("abc", VALID_TP), ("١٢٣", VALID_TP), (None, None), ("x" * 200, "00-zz"), ("ok", VALID_TP.replace("a", "ä", 1))],

@@ -37,12 +37,16 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end -}}
 {{- end -}}
 
+{{/* Both images are required: no default would pull (the agent's image is not published, the app
+is yours), and a placeholder only shows up later as ImagePullBackOff. */}}
 {{- define "sidecar-agent.agentImage" -}}
-{{- printf "%s:%s" .Values.agent.image.repository (default .Chart.AppVersion .Values.agent.image.tag) -}}
+{{- $repository := required (printf "agent.image.repository is required: the agent image is not published. Build it from the repository's Dockerfile and push it to a registry your nodes pull from (docker build -t REGISTRY/sidecar-agent:%s . && docker push REGISTRY/sidecar-agent:%s; with podman: podman build --format docker ...), then set --set agent.image.repository=REGISTRY/sidecar-agent (the tag defaults to the chart's appVersion, %s)" .Chart.AppVersion .Chart.AppVersion .Chart.AppVersion) .Values.agent.image.repository -}}
+{{- printf "%s:%s" $repository (default .Chart.AppVersion .Values.agent.image.tag) -}}
 {{- end -}}
 
 {{- define "sidecar-agent.appImage" -}}
-{{- printf "%s:%s" .Values.app.image.repository .Values.app.image.tag -}}
+{{- $repository := required "app.image.repository is required: your API's image (--set app.image.repository=REGISTRY/your-api --set app.image.tag=VERSION)" .Values.app.image.repository -}}
+{{- printf "%s:%s" $repository .Values.app.image.tag -}}
 {{- end -}}
 
 {{/* The agent's configuration -------------------------------------------------------------

@@ -6,10 +6,11 @@
 {{- $probes := .Values.agent.probes -}}
 {{- $port := include "sidecar-agent.mainPortName" . -}}
 {{- $tlsDirs := include "sidecar-agent.tlsDirs" . | fromJson -}}
+{{- $isNative := include "sidecar-agent.isNativeSidecar" . -}}
 - name: agent
   image: {{ include "sidecar-agent.agentImage" . }}
   imagePullPolicy: {{ .Values.agent.image.pullPolicy }}
-  {{- if .Values.nativeSidecar }}
+  {{- if $isNative }}
   restartPolicy: Always
   {{- end }}
   env:
@@ -42,7 +43,7 @@
   {{- end }}
   startupProbe:
     httpGet:
-      {{- if .Values.nativeSidecar }}
+      {{- if $isNative }}
       # A native sidecar's startupProbe gates the app's start, and /health/startup waits for
       # the app's own check: that would never pass. Readiness still waits for the checks.
       path: {{ $prefix }}/live

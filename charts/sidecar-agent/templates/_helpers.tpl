@@ -49,6 +49,31 @@ is yours), and a placeholder only shows up later as ImagePullBackOff. */}}
 {{- printf "%s:%s" $repository .Values.app.image.tag -}}
 {{- end -}}
 
+{{/* Cluster features ------------------------------------------------------------------------
+Read from .Capabilities.KubeVersion: the cluster's version under `helm install/upgrade`, and
+`--kube-version` (else Helm's built-in default) under `helm template`. */}}
+
+{{/* "true" when the agent runs as a native sidecar (an init container with restartPolicy:
+Always; SidecarContainers is on by default since Kubernetes 1.29). nativeSidecar: auto picks it
+where the cluster has it; true insists and fails the render on an older cluster. */}}
+{{- define "sidecar-agent.isNativeSidecar" -}}
+{{- $hasNative := semverCompare ">=1.29.0-0" .Capabilities.KubeVersion.Version -}}
+{{- if eq (toString .Values.nativeSidecar) "auto" -}}
+{{- if $hasNative -}}true{{- end -}}
+{{- else if .Values.nativeSidecar -}}
+{{- if not $hasNative -}}
+{{- fail (printf "nativeSidecar: true needs Kubernetes 1.29 or newer (native sidecar containers), this cluster is %s: set nativeSidecar: auto (a native sidecar where the cluster has them, a regular container elsewhere) or false" .Capabilities.KubeVersion.Version) -}}
+{{- end -}}
+true
+{{- end -}}
+{{- end -}}
+
+{{/* "true" when the kubelet runs a `sleep` lifecycle action itself (PodLifecycleSleepAction, on
+by default since Kubernetes 1.30); older clusters get an exec of the app image's sleep. */}}
+{{- define "sidecar-agent.hasSleepAction" -}}
+{{- if semverCompare ">=1.30.0-0" .Capabilities.KubeVersion.Version -}}true{{- end -}}
+{{- end -}}
+
 {{/* The agent's configuration -------------------------------------------------------------
 The effective agent.toml as JSON: .Values.agent.config plus the listeners the chart owns
 (server.listen, admin.listen from agent.ports) and, unless set, upstream.url from app.port. */}}

@@ -82,8 +82,9 @@ def _values(image: BuiltImage, release: str) -> dict[str, Any]:
 
 
 def _playable(docs: list[dict[str, Any]], release: str) -> list[dict[str, Any]]:
-    """The Deployment and ConfigMap, without what podman cannot play here (see the docstring)."""
-    kept = [json.loads(json.dumps(d)) for d in docs if d["kind"] in ("Deployment", "ConfigMap")]
+    """The Deployment, ConfigMap and the admin token's Secret, without what podman cannot play here
+    (see the docstring)."""
+    kept = [json.loads(json.dumps(d)) for d in docs if d["kind"] in ("Deployment", "ConfigMap", "Secret")]
     spec = one(kept, "Deployment")["spec"]["template"]["spec"]
     for container in spec["containers"]:
         container.pop("ports", None)
@@ -109,6 +110,8 @@ def pod(agent_image: BuiltImage, tmp_path_factory: pytest.TempPathFactory, conta
     # podman makes a volume of each ConfigMap (named after it) and each emptyDir (after the volume).
     volumes = [d["metadata"]["name"] for d in playable if d["kind"] == "ConfigMap"]
     volumes += [v["name"] for v in one(playable, "Deployment")["spec"]["template"]["spec"]["volumes"] if "emptyDir" in v]
+    # and a podman secret of each Secret (the admin token's, for AGENT_ADMIN_TOKEN).
+    secrets = [d["metadata"]["name"] for d in playable if d["kind"] == "Secret"]
     with pod_network() as network:
         config = tomllib.loads(agent_toml(docs))
         played = PlayedPod(f"{deployment['metadata']['name']}-pod-0", network, deployment, config)
@@ -125,6 +128,8 @@ def pod(agent_image: BuiltImage, tmp_path_factory: pytest.TempPathFactory, conta
             podman("pod", "rm", "--force", played.name, check=False, timeout=120)
             for volume in volumes:
                 podman("volume", "rm", "--force", volume, check=False)
+            for secret in secrets:
+                podman("secret", "rm", secret, check=False)
 
 
 def kubelet_probe(pod: PlayedPod, container: dict[str, Any], probe: dict[str, Any]) -> int | None:

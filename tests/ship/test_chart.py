@@ -47,7 +47,7 @@ VARIATIONS: dict[str, dict[str, Any]] = {
         "serviceMonitor": {"enabled": True},
         "podDisruptionBudget": {"enabled": True, "maxUnavailable": "25%"},
         "app": {"env": [{"name": "LOG_LEVEL", "value": "info"}], "resources": {"requests": {"cpu": "100m"}}},
-        "agent": {"env": [{"name": "AGENT_ADMIN_TOKEN", "valueFrom": {"secretKeyRef": {"name": "t", "key": "token"}}}]},
+        "adminToken": {"existingSecret": "tracker-admin", "secretKey": "admin-token"},
         **DB_SECRET,
     },
 }
@@ -362,6 +362,14 @@ TEMPLATE_ERRORS = {
         "AGENT_SERVER_DRAIN_DELAY_S would hide",
     ),
     "token in a ConfigMap": ({"agent": {"config": {"admin": {"token": "s3cret"}}}}, "admin.token would be stored in a ConfigMap"),
+    "token_env beside the chart's token": (
+        {"agent": {"config": {"admin": {"token_env": "MY_TOKEN"}}}},
+        "admin.token_env would be ignored",
+    ),
+    "token in agent.env": (
+        {"agent": {"env": [{"name": "AGENT_ADMIN_TOKEN", "value": "s3cret"}]}},
+        "AGENT_ADMIN_TOKEN is set by the chart from adminToken: set adminToken.existingSecret",
+    ),
     "dsn in a ConfigMap": (
         {"agent": {"config": {"checks": {"database": {"type": "postgres", "dsn": "postgresql://u:p@h/d"}}}}},
         "checks.database.dsn would be stored in a ConfigMap",

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import json
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -44,6 +45,7 @@ def render(
     release: str = "demo",
     namespace: str = "prod",
     kube_version: str = KUBERNETES_VERSION,
+    chart_dir: Path = CHART,
 ) -> dict[str, str]:
     """Template path -> rendered text, as ``helm install --kube-version`` would render it for a
     cluster of ``kube_version`` (schema checked). ``values`` go over :data:`IMAGES`."""
@@ -54,7 +56,7 @@ def render(
     # (the same option helm_python.lint passes): ``.Capabilities.KubeVersion`` in the templates.
     # Without it the library renders for its own default (a newer Kubernetes than the tests check).
     opts = {"name": release, "namespace": namespace, "is_install": True, "kube_version": f"v{kube_version}.0"}
-    with helm.Chart.load(CHART) as chart:
+    with helm.Chart.load(chart_dir) as chart:
         rendered = _native.call_string("helm_render", chart._raw(), json.dumps(with_images(values)), json.dumps(opts))
     manifests: dict[str, str] = json.loads(rendered)
     return manifests

@@ -16,6 +16,13 @@
   env:
     - name: AGENT_CONFIG
       value: /etc/sidecar-agent/agent.toml
+    # The bearer token for the admin listener's details, /status and POST /admin/*
+    # (`sidecar-agent drain` in the container reads it too).
+    - name: AGENT_ADMIN_TOKEN
+      valueFrom:
+        secretKeyRef:
+          name: {{ include "sidecar-agent.adminTokenSecretName" . }}
+          key: {{ .Values.adminToken.secretKey }}
     {{- if .Values.database.existingSecret }}
     - name: {{ $dsnEnv }}
       valueFrom:

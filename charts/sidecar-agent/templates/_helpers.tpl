@@ -187,10 +187,19 @@ so the grace period must be longer than that sum. */}}
 {{- fail (printf "terminationGracePeriodSeconds (%v) must be greater than app.preStopSleepSeconds (%v) + agent.config.server.drain_delay_s (%v) + agent.config.server.shutdown_timeout_s (%v) = %v, or the kubelet kills the pod before the agent's drain ends" .Values.terminationGracePeriodSeconds $preStop $drain $shutdown $needed) -}}
 {{- end -}}
 {{- range .Values.agent.env -}}
-{{- if has .name (list "AGENT_SERVER_DRAIN_DELAY_S" "AGENT_SERVER_SHUTDOWN_TIMEOUT_S" "AGENT_SERVER_LISTEN" "AGENT_ADMIN_LISTEN" "AGENT_ADMIN_ENABLED" "AGENT_HEALTH_PATH_PREFIX" "AGENT_CONFIG" "AGENT_SERVER_TLS_CERT_FILE" "AGENT_SERVER_TLS_KEY_FILE" "AGENT_SERVER_TLS_CLIENT_CA_FILE" "AGENT_SERVER_TLS_CLIENT_AUTH") -}}
+{{- if has .name (list "AGENT_SERVER_DRAIN_DELAY_S" "AGENT_SERVER_SHUTDOWN_TIMEOUT_S" "AGENT_SERVER_LISTEN" "AGENT_ADMIN_LISTEN" "AGENT_ADMIN_ENABLED" "AGENT_HEALTH_PATH_PREFIX" "AGENT_CONFIG" "AGENT_SERVER_TLS_CERT_FILE" "AGENT_SERVER_TLS_KEY_FILE" "AGENT_SERVER_TLS_CLIENT_CA_FILE" "AGENT_SERVER_TLS_CLIENT_AUTH" "AGENT_ADMIN_TOKEN") -}}
+{{- if eq .name "AGENT_ADMIN_TOKEN" -}}
+{{- fail "agent.env: AGENT_ADMIN_TOKEN is set by the chart from adminToken: set adminToken.existingSecret (and adminToken.secretKey) to use your own Secret" -}}
+{{- end -}}
 {{- fail (printf "agent.env: %s would hide a setting the chart reads; set it under agent.config (or agent.ports, tls) instead" .name) -}}
 {{- end -}}
 {{- end -}}
+{{- end -}}
+
+{{/* The Secret the agent's admin token comes from: adminToken.existingSecret, or the one the
+chart generates (templates/admin-token-secret.yaml). */}}
+{{- define "sidecar-agent.adminTokenSecretName" -}}
+{{- .Values.adminToken.existingSecret | default (printf "%s-admin-token" (include "sidecar-agent.fullname" .)) -}}
 {{- end -}}
 
 {{/* Secrets stay in Secrets: agent.toml lands in a ConfigMap, readable by anyone who can read
@@ -198,7 +207,10 @@ the namespace's ConfigMaps. A database check needs a DSN: the agent exits 2 at s
 {{- define "sidecar-agent.checkSecrets" -}}
 {{- $cfg := include "sidecar-agent.agentConfigJson" . | fromJson -}}
 {{- if $cfg.admin.token -}}
-{{- fail "agent.config.admin.token would be stored in a ConfigMap: put the token in a Secret and add AGENT_ADMIN_TOKEN to agent.env with valueFrom.secretKeyRef (the environment overrides admin.token)" -}}
+{{- fail "agent.config.admin.token would be stored in a ConfigMap: the chart generates a token into a Secret; to choose it, put it in a Secret of yours and set adminToken.existingSecret (and adminToken.secretKey)" -}}
+{{- end -}}
+{{- if $cfg.admin.token_env -}}
+{{- fail "agent.config.admin.token_env would be ignored: the chart gives the agent AGENT_ADMIN_TOKEN from adminToken's Secret, and that wins; set adminToken.existingSecret to use a Secret of yours" -}}
 {{- end -}}
 {{- range $name, $check := (dig "checks" dict $cfg) -}}
 {{- if and (kindIs "map" $check) $check.dsn -}}

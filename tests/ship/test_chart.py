@@ -16,6 +16,8 @@ import yaml
 
 from agent import __version__
 from agent.config import CHECK_TYPES, SECTIONS
+from agent.config.schema import TracingConfig
+from agent.tracing import resource_attributes
 from tests.support.chart import (
     CHART,
     KUBERNETES_VERSION,
@@ -413,3 +415,20 @@ def test_notes_say_how_to_check_it_works():
     images = {"repository": "ghcr.io/acme/tracker", "tag": "1.4.2"}
     configured = render({"app": {"image": images}, "agent": {"image": {"repository": "ghcr.io/acme/sidecar-agent"}}})
     assert "WARNING" not in configured["sidecar-agent/templates/NOTES.txt"]
+
+
+# --- the pod's identity on the agent's traces ----------------------------------------------
+
+
+@pytest.mark.parametrize("native", [False, True])
+def test_agent_knows_its_pod_and_namespace_from_the_downward_api(native: bool):
+    agent = agent_container(manifests({"nativeSidecar": native}))
+    env = {e["name"]: e for e in agent["env"]}
+    assert env["POD_NAME"]["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.name"}}
+    assert env["POD_NAMESPACE"]["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.namespace"}}
+    # What the kubelet would set, read the way the agent reads it for its traces' resource. The
+    # agent takes these two itself, so the chart sets no OTEL_RESOURCE_ATTRIBUTES for them.
+    attributes = resource_attributes(TracingConfig(), {"POD_NAME": "demo-sidecar-agent-7d9f-x2k", "POD_NAMESPACE": "prod"})
+    assert attributes["k8s.pod.name"] == "demo-sidecar-agent-7d9f-x2k"
+    assert attributes["k8s.namespace.name"] == "prod"
+    assert "OTEL_RESOURCE_ATTRIBUTES" not in env

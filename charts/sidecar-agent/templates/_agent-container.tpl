@@ -16,6 +16,16 @@
   env:
     - name: AGENT_CONFIG
       value: /etc/sidecar-agent/agent.toml
+    # Downward API: the agent puts them on its traces as k8s.pod.name and k8s.namespace.name
+    # (agent/tracing.py reads these two itself; OTEL_RESOURCE_ATTRIBUTES is not needed for them).
+    - name: POD_NAME
+      valueFrom:
+        fieldRef:
+          fieldPath: metadata.name
+    - name: POD_NAMESPACE
+      valueFrom:
+        fieldRef:
+          fieldPath: metadata.namespace
     # The bearer token for the admin listener's details, /status and POST /admin/*
     # (`sidecar-agent drain` in the container reads it too).
     - name: AGENT_ADMIN_TOKEN

@@ -48,6 +48,7 @@ VARIATIONS: dict[str, dict[str, Any]] = {
         "replicaCount": 3,
         "serviceMonitor": {"enabled": True},
         "podDisruptionBudget": {"enabled": True, "maxUnavailable": "25%"},
+        "networkPolicy": {"enabled": True, "metricsNamespaces": ["monitoring"]},
         "app": {"env": [{"name": "LOG_LEVEL", "value": "info"}], "resources": {"requests": {"cpu": "100m"}}},
         "adminToken": {"existingSecret": "tracker-admin", "secretKey": "admin-token"},
         **DB_SECRET,

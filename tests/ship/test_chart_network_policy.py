@@ -75,7 +75,8 @@ def test_admin_listener_off_leaves_only_the_main_port():
 
 @pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
 def test_validates_against_every_supported_version(version: str):
-    values = {"networkPolicy": {**MONITORING["networkPolicy"], "ingressFrom": [INGRESS_NGINX, {"ipBlock": {"cidr": "10.0.0.0/8"}}]}}
+    peers = [INGRESS_NGINX, {"ipBlock": {"cidr": "10.0.0.0/8"}}]
+    values = {"networkPolicy": {**MONITORING["networkPolicy"], "ingressFrom": peers}}
     policy = one(manifests(values, kube_version=version), "NetworkPolicy")
     assert kubernetes_validate.validate(policy, version, strict=True) == version
 

@@ -160,7 +160,7 @@ def test_helm_test_pod_and_notes_use_https():
     assert "http://127.0.0.1:8000" not in notes
     assert "Secret tracker-tls" in notes
     # The admin listener stays plain HTTP.
-    assert "curl -s -H \"Authorization: Bearer $TOKEN\" http://127.0.0.1:9464/health" in notes
+    assert 'curl -s -H "Authorization: Bearer $TOKEN" http://127.0.0.1:9464/health' in notes
 
 
 def test_metrics_on_the_tls_main_listener_are_scraped_over_https():

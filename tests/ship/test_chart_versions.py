@@ -99,7 +99,8 @@ def test_native_sidecar_false_is_a_regular_container_everywhere(version: str):
 
 @pytest.mark.parametrize("version", ["1.25", "1.27"])
 def test_native_sidecar_true_refuses_an_old_cluster(version: str):
-    with pytest.raises(helm.HelmRenderError, match=r"nativeSidecar: true needs Kubernetes 1\.29 or newer.*set nativeSidecar: auto"):
+    refusal = r"nativeSidecar: true needs Kubernetes 1\.29 or newer.*set nativeSidecar: auto"
+    with pytest.raises(helm.HelmRenderError, match=refusal):
         manifests({"nativeSidecar": True}, kube_version=version)
 
 

@@ -110,7 +110,8 @@ def test_plain_manifests_match_the_chart_defaults(plain: list[dict[str, Any]], t
     assert plain_token["valueFrom"]["secretKeyRef"] == {"name": "tracker-admin-token", "key": "token"}
     assert plain_token["valueFrom"]["secretKeyRef"]["key"] == chart_token["valueFrom"]["secretKeyRef"]["key"]
     for name in ("POD_NAME", "POD_NAMESPACE"):  # the downward API, for the traces' resource
-        assert next(e for e in plain_agent["env"] if e["name"] == name) == next(e for e in chart_agent["env"] if e["name"] == name)
+        [plain_env] = [e for e in plain_agent["env"] if e["name"] == name]
+        assert plain_env in chart_agent["env"]
     plain_app, chart_app = containers_by_name(plain_pod)["app"], containers_by_name(chart_pod)["app"]
     assert plain_app["lifecycle"] == chart_app["lifecycle"]
     assert plain_app["securityContext"] == chart_app["securityContext"]

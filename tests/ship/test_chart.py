@@ -16,6 +16,8 @@ import yaml
 
 from agent import __version__
 from agent.config import CHECK_TYPES, SECTIONS
+from agent.config.schema import TracingConfig
+from agent.tracing import resource_attributes
 from tests.support.chart import (
     CHART,
     KUBERNETES_VERSION,
@@ -29,6 +31,7 @@ from tests.support.chart import (
     pod_spec,
     port_number,
     render,
+    with_images,
 )
 from tests.support.console_script import check_config
 
@@ -45,8 +48,9 @@ VARIATIONS: dict[str, dict[str, Any]] = {
         "replicaCount": 3,
         "serviceMonitor": {"enabled": True},
         "podDisruptionBudget": {"enabled": True, "maxUnavailable": "25%"},
+        "networkPolicy": {"enabled": True, "metricsNamespaces": ["monitoring"]},
         "app": {"env": [{"name": "LOG_LEVEL", "value": "info"}], "resources": {"requests": {"cpu": "100m"}}},
-        "agent": {"env": [{"name": "AGENT_ADMIN_TOKEN", "valueFrom": {"secretKeyRef": {"name": "t", "key": "token"}}}]},
+        "adminToken": {"existingSecret": "tracker-admin", "secretKey": "admin-token"},
         **DB_SECRET,
     },
 }
@@ -59,7 +63,7 @@ OPERATOR_KINDS = {"ServiceMonitor", "PodMonitor"}
 
 @pytest.mark.parametrize("name", VARIATIONS)
 def test_helm_lint_reports_no_errors_or_warnings(name: str):
-    report = helm.lint(CHART, VARIATIONS[name], strict=True, kube_version=f"v{KUBERNETES_VERSION}.0")
+    report = helm.lint(CHART, with_images(VARIATIONS[name]), strict=True, kube_version=f"v{KUBERNETES_VERSION}.0")
     assert report["errors"] == []
     assert [m for m in report["messages"] if m["severity"] >= 2] == []  # 2 = warning, 3 = error
 
@@ -68,8 +72,20 @@ def test_chart_versions_match_the_agent():
     chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
     assert chart["appVersion"] == __version__
     values = yaml.safe_load((CHART / "values.yaml").read_text())
-    assert values["agent"]["image"] == {"repository": "sidecar-agent", "tag": "", "pullPolicy": "IfNotPresent"}
-    assert agent_container(manifests())["image"] == f"sidecar-agent:{__version__}"
+    assert values["agent"]["image"] == {"repository": "", "tag": "", "pullPolicy": "IfNotPresent"}
+    assert agent_container(manifests())["image"] == f"registry.example.com/platform/sidecar-agent:{__version__}"
+
+
+@pytest.mark.parametrize("image", ["app", "agent"])
+def test_both_images_are_required(image: str):
+    """No default image that cannot be pulled: the install fails at once, saying what to set."""
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    assert values[image]["image"]["repository"] == ""
+    with pytest.raises(helm.HelmRenderError, match=rf"{image}\.image\.repository is required") as caught:
+        render({image: {"image": {"repository": ""}}})
+    if image == "agent":  # how to get one: the same two commands as the README's
+        assert f"docker build -t REGISTRY/sidecar-agent:{__version__} . && docker push" in str(caught.value)
+        assert "podman build --format docker" in str(caught.value)
 
 
 # --- every manifest is valid Kubernetes --------------------------------------------------
@@ -334,7 +350,6 @@ SCHEMA_ERRORS = {
     "liveness successThreshold": {"agent": {"probes": {"liveness": {"successThreshold": 2}}}},
     "port out of range": {"agent": {"ports": {"http": 70000}}},
     "fractional preStop": {"app": {"preStopSleepSeconds": 2.5}},
-    "empty image": {"app": {"image": {"repository": ""}}},
     "monitor kind": {"serviceMonitor": {"enabled": True, "kind": "Probe"}},
 }
 
@@ -350,6 +365,14 @@ TEMPLATE_ERRORS = {
         "AGENT_SERVER_DRAIN_DELAY_S would hide",
     ),
     "token in a ConfigMap": ({"agent": {"config": {"admin": {"token": "s3cret"}}}}, "admin.token would be stored in a ConfigMap"),
+    "token_env beside the chart's token": (
+        {"agent": {"config": {"admin": {"token_env": "MY_TOKEN"}}}},
+        "admin.token_env would be ignored",
+    ),
+    "token in agent.env": (
+        {"agent": {"env": [{"name": "AGENT_ADMIN_TOKEN", "value": "s3cret"}]}},
+        "AGENT_ADMIN_TOKEN is set by the chart from adminToken: set adminToken.existingSecret",
+    ),
     "dsn in a ConfigMap": (
         {"agent": {"config": {"checks": {"database": {"type": "postgres", "dsn": "postgresql://u:p@h/d"}}}}},
         "checks.database.dsn would be stored in a ConfigMap",
@@ -388,6 +411,25 @@ def test_notes_say_how_to_check_it_works():
     notes = render()["sidecar-agent/templates/NOTES.txt"]
     assert "kubectl -n prod rollout status deployment/demo-sidecar-agent" in notes
     assert "/health/ready" in notes and "helm test -n prod demo" in notes
-    assert "app.image.repository is still the placeholder" in notes
-    configured = render({"app": {"image": {"repository": "ghcr.io/acme/tracker", "tag": "1.4.2"}}})
-    assert "placeholder" not in configured["sidecar-agent/templates/NOTES.txt"]
+    assert "WARNING: app.image.repository is registry.example.com/platform/tracker-api" in notes
+    assert "WARNING: agent.image.repository is registry.example.com/platform/sidecar-agent" in notes
+    images = {"repository": "ghcr.io/acme/tracker", "tag": "1.4.2"}
+    configured = render({"app": {"image": images}, "agent": {"image": {"repository": "ghcr.io/acme/sidecar-agent"}}})
+    assert "WARNING" not in configured["sidecar-agent/templates/NOTES.txt"]
+
+
+# --- the pod's identity on the agent's traces ----------------------------------------------
+
+
+@pytest.mark.parametrize("native", [False, True])
+def test_agent_knows_its_pod_and_namespace_from_the_downward_api(native: bool):
+    agent = agent_container(manifests({"nativeSidecar": native}))
+    env = {e["name"]: e for e in agent["env"]}
+    assert env["POD_NAME"]["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.name"}}
+    assert env["POD_NAMESPACE"]["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.namespace"}}
+    # What the kubelet would set, read the way the agent reads it for its traces' resource. The
+    # agent takes these two itself, so the chart sets no OTEL_RESOURCE_ATTRIBUTES for them.
+    attributes = resource_attributes(TracingConfig(), {"POD_NAME": "demo-sidecar-agent-7d9f-x2k", "POD_NAMESPACE": "prod"})
+    assert attributes["k8s.pod.name"] == "demo-sidecar-agent-7d9f-x2k"
+    assert attributes["k8s.namespace.name"] == "prod"
+    assert "OTEL_RESOURCE_ATTRIBUTES" not in env

@@ -30,6 +30,7 @@ from tests.support.chart import (
     pod_spec,
     port_number,
     render,
+    with_images,
 )
 from tests.support.console_script import check_config
 
@@ -71,7 +72,7 @@ def server_tls(docs: list[dict[str, Any]]) -> dict[str, Any]:
 
 @pytest.mark.parametrize("name", VARIATIONS)
 def test_helm_lint_reports_no_errors_or_warnings(name: str):
-    report = helm.lint(CHART, VARIATIONS[name], strict=True, kube_version=f"v{KUBERNETES_VERSION}.0")
+    report = helm.lint(CHART, with_images(VARIATIONS[name]), strict=True, kube_version=f"v{KUBERNETES_VERSION}.0")
     assert report["errors"] == []
     assert [m for m in report["messages"] if m["severity"] >= 2] == []
 
@@ -159,7 +160,7 @@ def test_helm_test_pod_and_notes_use_https():
     assert "http://127.0.0.1:8000" not in notes
     assert "Secret tracker-tls" in notes
     # The admin listener stays plain HTTP.
-    assert "curl -s http://127.0.0.1:9464/health" in notes
+    assert 'curl -s -H "Authorization: Bearer $TOKEN" http://127.0.0.1:9464/health' in notes
 
 
 def test_metrics_on_the_tls_main_listener_are_scraped_over_https():

@@ -104,6 +104,14 @@ def test_plain_manifests_match_the_chart_defaults(plain: list[dict[str, Any]], t
         assert _without_defaults(plain_agent[key]) == _without_defaults(chart_agent[key]), key
     assert {**plain_agent["readinessProbe"], "successThreshold": 1} == chart_agent["readinessProbe"]
     assert plain_agent["securityContext"] == chart_agent["securityContext"]
+    # The admin token from a Secret, as the chart's (which generates it; here it is made by hand).
+    plain_token = next(e for e in plain_agent["env"] if e["name"] == "AGENT_ADMIN_TOKEN")
+    chart_token = next(e for e in chart_agent["env"] if e["name"] == "AGENT_ADMIN_TOKEN")
+    assert plain_token["valueFrom"]["secretKeyRef"] == {"name": "tracker-admin-token", "key": "token"}
+    assert plain_token["valueFrom"]["secretKeyRef"]["key"] == chart_token["valueFrom"]["secretKeyRef"]["key"]
+    for name in ("POD_NAME", "POD_NAMESPACE"):  # the downward API, for the traces' resource
+        [plain_env] = [e for e in plain_agent["env"] if e["name"] == name]
+        assert plain_env in chart_agent["env"]
     plain_app, chart_app = containers_by_name(plain_pod)["app"], containers_by_name(chart_pod)["app"]
     assert plain_app["lifecycle"] == chart_app["lifecycle"]
     assert plain_app["securityContext"] == chart_app["securityContext"]

@@ -3,6 +3,9 @@ binary), and the Kubernetes objects it renders."""
 
 from __future__ import annotations
 
+import copy
+import json
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -11,14 +14,52 @@ from tests.support import REPO_ROOT
 
 CHART = REPO_ROOT / "charts" / "sidecar-agent"
 KUBERNETES_VERSION = "1.30"
+# Every minor version the chart supports (Chart.yaml kubeVersion) that kubernetes-validate has
+# schemas for, up to the newest release the chart was checked against.
+KUBERNETES_VERSIONS = ("1.25", "1.27", "1.29", "1.30", "1.31")
+# Both images must be set (the chart refuses to render without them): placeholders that look real.
+IMAGES: dict[str, Any] = {
+    "app": {"image": {"repository": "registry.example.com/platform/tracker-api"}},
+    "agent": {"image": {"repository": "registry.example.com/platform/sidecar-agent"}},
+}
 
 
-def render(values: dict[str, Any] | None = None, *, release: str = "demo", namespace: str = "prod") -> dict[str, str]:
-    """Template path -> rendered text, as ``helm install`` would render it (schema checked)."""
+def with_images(values: dict[str, Any] | None) -> dict[str, Any]:
+    """``values`` over :data:`IMAGES` (a deep merge: ``values`` win, an explicit "" included)."""
+
+    def merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+        merged = copy.deepcopy(base)
+        for key, value in over.items():
+            if isinstance(value, dict) and isinstance(merged.get(key), dict):
+                merged[key] = merge(merged[key], value)
+            else:
+                merged[key] = copy.deepcopy(value)
+        return merged
+
+    return merge(IMAGES, values or {})
+
+
+def render(
+    values: dict[str, Any] | None = None,
+    *,
+    release: str = "demo",
+    namespace: str = "prod",
+    kube_version: str = KUBERNETES_VERSION,
+    chart_dir: Path = CHART,
+) -> dict[str, str]:
+    """Template path -> rendered text, as ``helm install --kube-version`` would render it for a
+    cluster of ``kube_version`` (schema checked). ``values`` go over :data:`IMAGES`."""
     import helm_python as helm
+    from helm_python import _native
 
-    with helm.Chart.load(CHART) as chart:
-        return chart.render(values, name=release, namespace=namespace, is_install=True)
+    # Chart.render() does not take the cluster's version, but the library's render options do
+    # (the same option helm_python.lint passes): ``.Capabilities.KubeVersion`` in the templates.
+    # Without it the library renders for its own default (a newer Kubernetes than the tests check).
+    opts = {"name": release, "namespace": namespace, "is_install": True, "kube_version": f"v{kube_version}.0"}
+    with helm.Chart.load(chart_dir) as chart:
+        rendered = _native.call_string("helm_render", chart._raw(), json.dumps(with_images(values)), json.dumps(opts))
+    manifests: dict[str, str] = json.loads(rendered)
+    return manifests
 
 
 def manifests(values: dict[str, Any] | None = None, **kwargs: Any) -> list[dict[str, Any]]:

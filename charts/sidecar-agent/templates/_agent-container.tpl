@@ -6,15 +6,33 @@
 {{- $probes := .Values.agent.probes -}}
 {{- $port := include "sidecar-agent.mainPortName" . -}}
 {{- $tlsDirs := include "sidecar-agent.tlsDirs" . | fromJson -}}
+{{- $isNative := include "sidecar-agent.isNativeSidecar" . -}}
 - name: agent
   image: {{ include "sidecar-agent.agentImage" . }}
   imagePullPolicy: {{ .Values.agent.image.pullPolicy }}
-  {{- if .Values.nativeSidecar }}
+  {{- if $isNative }}
   restartPolicy: Always
   {{- end }}
   env:
     - name: AGENT_CONFIG
       value: /etc/sidecar-agent/agent.toml
+    # Downward API: the agent puts them on its traces as k8s.pod.name and k8s.namespace.name
+    # (agent/tracing.py reads these two itself; OTEL_RESOURCE_ATTRIBUTES is not needed for them).
+    - name: POD_NAME
+      valueFrom:
+        fieldRef:
+          fieldPath: metadata.name
+    - name: POD_NAMESPACE
+      valueFrom:
+        fieldRef:
+          fieldPath: metadata.namespace
+    # The bearer token for the admin listener's details, /status and POST /admin/*
+    # (`sidecar-agent drain` in the container reads it too).
+    - name: AGENT_ADMIN_TOKEN
+      valueFrom:
+        secretKeyRef:
+          name: {{ include "sidecar-agent.adminTokenSecretName" . }}
+          key: {{ .Values.adminToken.secretKey }}
     {{- if .Values.database.existingSecret }}
     - name: {{ $dsnEnv }}
       valueFrom:
@@ -42,7 +60,7 @@
   {{- end }}
   startupProbe:
     httpGet:
-      {{- if .Values.nativeSidecar }}
+      {{- if $isNative }}
       # A native sidecar's startupProbe gates the app's start, and /health/startup waits for
       # the app's own check: that would never pass. Readiness still waits for the checks.
       path: {{ $prefix }}/live

@@ -37,12 +37,41 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end -}}
 {{- end -}}
 
+{{/* Both images are required: no default would pull (the agent's image is not published, the app
+is yours), and a placeholder only shows up later as ImagePullBackOff. */}}
 {{- define "sidecar-agent.agentImage" -}}
-{{- printf "%s:%s" .Values.agent.image.repository (default .Chart.AppVersion .Values.agent.image.tag) -}}
+{{- $repository := required (printf "agent.image.repository is required: the agent image is not published. Build it from the repository's Dockerfile and push it to a registry your nodes pull from (docker build -t REGISTRY/sidecar-agent:%s . && docker push REGISTRY/sidecar-agent:%s; with podman: podman build --format docker ...), then set --set agent.image.repository=REGISTRY/sidecar-agent (the tag defaults to the chart's appVersion, %s)" .Chart.AppVersion .Chart.AppVersion .Chart.AppVersion) .Values.agent.image.repository -}}
+{{- printf "%s:%s" $repository (default .Chart.AppVersion .Values.agent.image.tag) -}}
 {{- end -}}
 
 {{- define "sidecar-agent.appImage" -}}
-{{- printf "%s:%s" .Values.app.image.repository .Values.app.image.tag -}}
+{{- $repository := required "app.image.repository is required: your API's image (--set app.image.repository=REGISTRY/your-api --set app.image.tag=VERSION)" .Values.app.image.repository -}}
+{{- printf "%s:%s" $repository .Values.app.image.tag -}}
+{{- end -}}
+
+{{/* Cluster features ------------------------------------------------------------------------
+Read from .Capabilities.KubeVersion: the cluster's version under `helm install/upgrade`, and
+`--kube-version` (else Helm's built-in default) under `helm template`. */}}
+
+{{/* "true" when the agent runs as a native sidecar (an init container with restartPolicy:
+Always; SidecarContainers is on by default since Kubernetes 1.29). nativeSidecar: auto picks it
+where the cluster has it; true insists and fails the render on an older cluster. */}}
+{{- define "sidecar-agent.isNativeSidecar" -}}
+{{- $hasNative := semverCompare ">=1.29.0-0" .Capabilities.KubeVersion.Version -}}
+{{- if eq (toString .Values.nativeSidecar) "auto" -}}
+{{- if $hasNative -}}true{{- end -}}
+{{- else if .Values.nativeSidecar -}}
+{{- if not $hasNative -}}
+{{- fail (printf "nativeSidecar: true needs Kubernetes 1.29 or newer (native sidecar containers), this cluster is %s: set nativeSidecar: auto (a native sidecar where the cluster has them, a regular container elsewhere) or false" .Capabilities.KubeVersion.Version) -}}
+{{- end -}}
+true
+{{- end -}}
+{{- end -}}
+
+{{/* "true" when the kubelet runs a `sleep` lifecycle action itself (PodLifecycleSleepAction, on
+by default since Kubernetes 1.30); older clusters get an exec of the app image's sleep. */}}
+{{- define "sidecar-agent.hasSleepAction" -}}
+{{- if semverCompare ">=1.30.0-0" .Capabilities.KubeVersion.Version -}}true{{- end -}}
 {{- end -}}
 
 {{/* The agent's configuration -------------------------------------------------------------
@@ -158,10 +187,19 @@ so the grace period must be longer than that sum. */}}
 {{- fail (printf "terminationGracePeriodSeconds (%v) must be greater than app.preStopSleepSeconds (%v) + agent.config.server.drain_delay_s (%v) + agent.config.server.shutdown_timeout_s (%v) = %v, or the kubelet kills the pod before the agent's drain ends" .Values.terminationGracePeriodSeconds $preStop $drain $shutdown $needed) -}}
 {{- end -}}
 {{- range .Values.agent.env -}}
-{{- if has .name (list "AGENT_SERVER_DRAIN_DELAY_S" "AGENT_SERVER_SHUTDOWN_TIMEOUT_S" "AGENT_SERVER_LISTEN" "AGENT_ADMIN_LISTEN" "AGENT_ADMIN_ENABLED" "AGENT_HEALTH_PATH_PREFIX" "AGENT_CONFIG" "AGENT_SERVER_TLS_CERT_FILE" "AGENT_SERVER_TLS_KEY_FILE" "AGENT_SERVER_TLS_CLIENT_CA_FILE" "AGENT_SERVER_TLS_CLIENT_AUTH") -}}
+{{- if has .name (list "AGENT_SERVER_DRAIN_DELAY_S" "AGENT_SERVER_SHUTDOWN_TIMEOUT_S" "AGENT_SERVER_LISTEN" "AGENT_ADMIN_LISTEN" "AGENT_ADMIN_ENABLED" "AGENT_HEALTH_PATH_PREFIX" "AGENT_CONFIG" "AGENT_SERVER_TLS_CERT_FILE" "AGENT_SERVER_TLS_KEY_FILE" "AGENT_SERVER_TLS_CLIENT_CA_FILE" "AGENT_SERVER_TLS_CLIENT_AUTH" "AGENT_ADMIN_TOKEN") -}}
+{{- if eq .name "AGENT_ADMIN_TOKEN" -}}
+{{- fail "agent.env: AGENT_ADMIN_TOKEN is set by the chart from adminToken: set adminToken.existingSecret (and adminToken.secretKey) to use your own Secret" -}}
+{{- end -}}
 {{- fail (printf "agent.env: %s would hide a setting the chart reads; set it under agent.config (or agent.ports, tls) instead" .name) -}}
 {{- end -}}
 {{- end -}}
+{{- end -}}
+
+{{/* The Secret the agent's admin token comes from: adminToken.existingSecret, or the one the
+chart generates (templates/admin-token-secret.yaml). */}}
+{{- define "sidecar-agent.adminTokenSecretName" -}}
+{{- .Values.adminToken.existingSecret | default (printf "%s-admin-token" (include "sidecar-agent.fullname" .)) -}}
 {{- end -}}
 
 {{/* Secrets stay in Secrets: agent.toml lands in a ConfigMap, readable by anyone who can read
@@ -169,7 +207,10 @@ the namespace's ConfigMaps. A database check needs a DSN: the agent exits 2 at s
 {{- define "sidecar-agent.checkSecrets" -}}
 {{- $cfg := include "sidecar-agent.agentConfigJson" . | fromJson -}}
 {{- if $cfg.admin.token -}}
-{{- fail "agent.config.admin.token would be stored in a ConfigMap: put the token in a Secret and add AGENT_ADMIN_TOKEN to agent.env with valueFrom.secretKeyRef (the environment overrides admin.token)" -}}
+{{- fail "agent.config.admin.token would be stored in a ConfigMap: the chart generates a token into a Secret; to choose it, put it in a Secret of yours and set adminToken.existingSecret (and adminToken.secretKey)" -}}
+{{- end -}}
+{{- if $cfg.admin.token_env -}}
+{{- fail "agent.config.admin.token_env would be ignored: the chart gives the agent AGENT_ADMIN_TOKEN from adminToken's Secret, and that wins; set adminToken.existingSecret to use a Secret of yours" -}}
 {{- end -}}
 {{- range $name, $check := (dig "checks" dict $cfg) -}}
 {{- if and (kindIs "map" $check) $check.dsn -}}

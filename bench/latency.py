@@ -53,7 +53,7 @@ def percentile(sorted_values: list[float], pct: float) -> float:
     """Nearest rank: the smallest value with at least ``pct`` % of the values at or below it."""
     if not sorted_values:
         raise ValueError("no values")
-    rank = math.ceil(pct / 100 * len(sorted_values))
+    rank = math.ceil(round(pct * len(sorted_values) / 100, 6))  # round: 99.9 / 100 * 1000 is 999.0000000000001
     return sorted_values[min(max(rank, 1), len(sorted_values)) - 1]
 
 

@@ -232,6 +232,34 @@ def test_logs_are_json_lines_on_stdout(agent: AgentContainer):
     assert access and access[0]["status"] == 200 and UUID4.match(access[0]["request_id"])
 
 
+def _run_once(image: BuiltImage, *env: str, args: tuple[str, ...] = ()) -> Any:
+    """``podman run`` the image to completion, hardened, with ``env`` (KEY=VALUE each); no
+    healthcheck timer, so podman adds no line of its own to the output."""
+    run = ["run", "--rm", "--no-healthcheck", "--network", "host", *HARDENED, "--user", "10001:10001"]
+    run += [arg for pair in env for arg in ("--env", pair)]
+    return podman(*run, image.reference, *args, check=False, timeout=60)
+
+
+def test_a_bad_config_key_exits_2_naming_it_in_one_line(agent_image: BuiltImage):
+    result = _run_once(agent_image, "AGENT_UPSTREAM_READ_TIMEOUT_S=-1")
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    lines = (result.stdout + result.stderr).strip().splitlines()
+    assert len(lines) == 1 and "upstream.read_timeout_s" in lines[0], lines
+    missing = _run_once(agent_image, args=("run", "-c", "/no/such/agent.toml"))
+    assert missing.returncode == 2 and "/no/such/agent.toml" in missing.stderr, (missing.stdout, missing.stderr)
+    assert len((missing.stdout + missing.stderr).strip().splitlines()) == 1
+
+
+def test_a_port_in_use_exits_1_with_one_json_line_naming_the_listener(agent: AgentContainer, agent_image: BuiltImage):
+    busy = f"127.0.0.1:{agent.port}"  # the running container's main listener (host network)
+    result = _run_once(agent_image, f"AGENT_SERVER_LISTEN={busy}", f"AGENT_ADMIN_LISTEN=127.0.0.1:{free_port()}")
+    assert result.returncode == 1, (result.stdout, result.stderr)
+    records = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    failures = [r for r in records if r.get("message") == "cannot start"]
+    assert len(failures) == 1 and failures[0]["reason"].startswith(f"main listener {busy}"), records
+    assert "Traceback" not in result.stderr
+
+
 def test_podman_stop_waits_for_the_in_flight_request_then_exits_0(agent: AgentContainer, container_report: list[str]):
     outcome: dict[str, Any] = {}
 

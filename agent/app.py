@@ -1,10 +1,16 @@
-"""The one place where things are wired together: monitor, metrics, the admin app, the main listener."""
+"""The one place where things are wired together: monitor, metrics, the admin app, the main listener.
+
+The admin app (aiohttp.web, ~14 MiB with the aiohttp package it pulls in) is imported only when
+one is created: with ``admin.enabled = false`` and no ``http`` check, aiohttp is never loaded.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
 from prometheus_client import CollectorRegistry
 
-from agent.admin.app import create_admin_app
 from agent.checks import make_check
 from agent.config import AgentConfig
 from agent.health.monitor import Monitor, ScheduledCheck
@@ -14,6 +20,9 @@ from agent.proxy.listener import MainListener
 from agent.proxy.main import create_main_listener
 from agent.secrets import Redactor
 from agent.tracing import Tracer
+
+if TYPE_CHECKING:
+    from aiohttp import web
 
 __all__ = ["create_admin_app", "create_main", "create_metrics", "create_monitor", "create_tracer"]
 
@@ -30,6 +39,15 @@ def create_monitor(config: AgentConfig) -> Monitor:
         default_interval_s=config.health.interval_s,
         history_size=config.health.history_size,
     )
+
+
+def create_admin_app(
+    config: AgentConfig, monitor: Monitor, registry: CollectorRegistry, *, tunnels_open: Callable[[], int] = lambda: 0
+) -> web.Application:
+    """The admin listener's app (:func:`agent.admin.app.create_admin_app`), imported on first use."""
+    from agent.admin.app import create_admin_app as build
+
+    return build(config, monitor, registry, tunnels_open=tunnels_open)
 
 
 def create_metrics(config: AgentConfig, monitor: Monitor) -> tuple[CollectorRegistry, HttpMetrics]:

@@ -23,9 +23,7 @@ import signal
 import sys
 import time
 from collections.abc import Awaitable, Callable, Coroutine
-from typing import Any
-
-from aiohttp import web
+from typing import TYPE_CHECKING, Any
 
 from agent import __version__
 from agent.app import create_admin_app, create_main, create_metrics, create_monitor, create_tracer
@@ -35,6 +33,9 @@ from agent.metrics.tls import TlsCollector
 from agent.proxy.listener import MainListener
 from agent.tls import TlsError, TlsListener
 from agent.tracing import Tracer
+
+if TYPE_CHECKING:  # aiohttp is imported only for the admin listener (and the http check)
+    from aiohttp import web
 
 log = logging.getLogger("agent.server")
 
@@ -123,6 +124,8 @@ class Server:
         )
 
     async def _listen(self, name: str, app: web.Application, listen: str, shutdown_timeout_s: float) -> None:
+        from aiohttp import web
+
         runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=shutdown_timeout_s)
         await runner.setup()
         self._runners.append(runner)

@@ -166,6 +166,14 @@ def test_image_holds_exactly_the_locked_versions(agent_image: BuiltImage):
     assert installed == locked, "the image holds the lock's pins and nothing else"
 
 
+def test_the_image_can_export_traces(agent_image: BuiltImage):
+    """The [otlp] extra is in the image (locked like the rest): tracing needs only config."""
+    found = _python_in(
+        agent_image, "import opentelemetry.sdk.trace, opentelemetry.exporter.otlp.proto.http.trace_exporter; print('ok')"
+    )
+    assert found.strip() == "ok"
+
+
 def test_the_image_runs_as_uid_10001_without_being_told(agent_image: BuiltImage):
     assert _python_in(agent_image, "import os; print(os.getuid(), os.getgid())").split() == ["10001", "10001"]
 

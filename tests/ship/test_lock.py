@@ -1,4 +1,4 @@
-"""The image's lock files cover pyproject.toml: every runtime dependency (and the [fast] extra) and
+"""The image's lock files cover pyproject.toml: every runtime dependency (and the [fast] and [otlp] extras) and
 the build backend pinned exactly, with hashes, for every supported Python on Linux."""
 
 from __future__ import annotations
@@ -59,6 +59,10 @@ def test_runtime_lock_covers_the_dependencies_and_the_fast_extra(pyproject: dict
     _assert_covered(pyproject["project"]["dependencies"], pins)
     _assert_covered(pyproject["project"]["optional-dependencies"]["fast"], pins, extra="fast")
     assert canonicalize_name(pyproject["project"]["name"]) not in pins, "the agent itself is installed with --no-deps"
+
+
+def test_runtime_lock_covers_the_otlp_extra_so_the_image_can_trace(pyproject: dict[str, Any]):
+    _assert_covered(pyproject["project"]["optional-dependencies"]["otlp"], read_lock(RUNTIME_LOCK), extra="otlp")
 
 
 def test_build_lock_covers_the_build_backend(pyproject: dict[str, Any]):

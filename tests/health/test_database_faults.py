@@ -66,8 +66,15 @@ def test_database_hung_probes_stay_fast(agent_factory, running_pg, healthy_upstr
 def test_database_down_at_start(agent_factory, running_pg, healthy_upstream):
     running_pg.stop("fast")
     agent = agent_factory(fast_checks(healthy_upstream.url, running_pg.dsn, interval_s=INTERVAL_S, timeout_s=TIMEOUT_S))
-    startup = agent.get("/health/startup")
-    assert startup.status == 503
+    # The upstream check's first run may still be under way right after start: wait for it,
+    # while the database stays pending throughout.
+    deadline = time.monotonic() + 5
+    while True:
+        startup = agent.get("/health/startup")
+        assert startup.status == 503 and "database" in startup.json()["pending"]
+        if startup.json()["pending"] == ["database"] or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
     assert startup.json() == {"status": "starting", "pending": ["database"]}
     ready = agent.get("/health/ready")
     assert ready.status == 503 and ready.json()["failing"] == ["database"]

@@ -22,7 +22,6 @@ import math
 import os
 import platform
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -363,27 +362,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    children = Children()
-    # Explicit handlers: a SIGINT inherited as "ignored" (background jobs) must still stop us.
-    previous = {sig: signal.signal(sig, proxy._raise_keyboard_interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
-    workdir = Path(tempfile.mkdtemp(prefix="bench-latency-"))
-    workdir.chmod(0o755)  # nginx workers run as nobody
-    try:
-        result = run(args, children, workdir)
-    except KeyboardInterrupt:
-        print("\ninterrupted: stopping every child process", file=sys.stderr)
-        return 130
-    except proxy.Fail as exc:
-        print(f"\nFAILED: {exc}", file=sys.stderr)
-        return 1
-    finally:
-        children.stop_all()
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-        if args.keep_workdir:
-            print(f"work dir kept: {workdir}", file=sys.stderr)
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
+    result = proxy.run_guarded("bench-latency-", args.keep_workdir, lambda children, workdir: run(args, children, workdir))
+    if isinstance(result, int):
+        return result
     print(result.pop("_table"))
     bad = [f"{r['name']} at {r['offered_rps']}" for r in result["rows"] if r["errors"]]
     if bad:

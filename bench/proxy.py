@@ -1351,6 +1351,32 @@ def _agent_version() -> str:
         return "?"
 
 
+def run_guarded(prefix: str, keep_workdir: bool, body: Callable[[Children, Path], dict[str, Any]]) -> dict[str, Any] | int:
+    """``body(children, workdir)`` with every child stopped and the temp dir removed on any exit
+    (Ctrl-C and SIGTERM included); its result, or the exit code (130 interrupted, 1 failed)."""
+    children = Children()
+    # Explicit handlers: a SIGINT inherited as "ignored" (background jobs) must still stop us.
+    previous = {sig: signal.signal(sig, _raise_keyboard_interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
+    workdir = Path(tempfile.mkdtemp(prefix=prefix))
+    workdir.chmod(0o755)  # nginx workers run as nobody
+    try:
+        return body(children, workdir)
+    except KeyboardInterrupt:
+        print("\ninterrupted: stopping every child process", file=sys.stderr)
+        return 130
+    except Fail as exc:
+        print(f"\nFAILED: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        children.stop_all()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        if keep_workdir:
+            print(f"work dir kept: {workdir}", file=sys.stderr)
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.proxy", description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=int, default=10, help="duration of each load run (default 10)")
@@ -1369,27 +1395,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.seconds < 1 or args.connections < 1 or args.runs < 1:
         parser.error("--seconds, --connections and --runs must be >= 1")
 
-    children = Children()
-    # Explicit handlers: a SIGINT inherited as "ignored" (background jobs) must still stop us.
-    previous = {sig: signal.signal(sig, _raise_keyboard_interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
-    workdir = Path(tempfile.mkdtemp(prefix="bench-proxy-"))
-    workdir.chmod(0o755)  # nginx workers run as nobody
-    try:
-        result = run(args, children, workdir)
-    except KeyboardInterrupt:
-        print("\ninterrupted: stopping every child process", file=sys.stderr)
-        return 130
-    except Fail as exc:
-        print(f"\nFAILED: {exc}", file=sys.stderr)
-        return 1
-    finally:
-        children.stop_all()
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-        if args.keep_workdir:
-            print(f"work dir kept: {workdir}", file=sys.stderr)
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
+    result = run_guarded("bench-proxy-", args.keep_workdir, lambda children, workdir: run(args, children, workdir))
+    if isinstance(result, int):
+        return result
     table = result.pop("_table")
     print(table)
     status = 0

@@ -15,16 +15,12 @@ import os
 import platform
 import resource
 import shutil
-import signal
-import sys
-import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.probe import Children
-from bench.proxy import Fail, _agent_version, _event_loop, _raise_keyboard_interrupt, _tail, _version, plan_cpus, progress
+from bench.proxy import Fail, _agent_version, _event_loop, _tail, _version, plan_cpus, progress, run_guarded
 from bench.reliability.harness import Ctx, raise_fd_limit, start_upstreams
 from bench.reliability.noise import Noise, noise_line
 
@@ -84,27 +80,13 @@ def main(figures: Sequence[Figure], argv: list[str] | None, *, prog: str, descri
     by_name = {f.name: f for f in figures}
     raise_fd_limit()
     agent_cpu, load_cpu = plan_cpus()
-    children = Children()
-    # Explicit handlers: a SIGINT inherited as "ignored" (background jobs) must still stop us.
-    previous = {sig: signal.signal(sig, _raise_keyboard_interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
-    workdir = Path(tempfile.mkdtemp(prefix="bench-reliability-"))
-    workdir.chmod(0o755)  # nginx workers run as nobody
-    try:
-        result = run([by_name[name] for name in args.only], args, Ctx(children, workdir, agent_cpu, load_cpu))
-    except KeyboardInterrupt:
-        print("\ninterrupted: stopping every child process", file=sys.stderr)
-        return 130
-    except Fail as exc:
-        print(f"\nFAILED: {exc}", file=sys.stderr)
-        return 1
-    finally:
-        children.stop_all()
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-        if args.keep_workdir:
-            print(f"work dir kept: {workdir}", file=sys.stderr)
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
+    result = run_guarded(
+        "bench-reliability-",
+        args.keep_workdir,
+        lambda children, workdir: run([by_name[name] for name in args.only], args, Ctx(children, workdir, agent_cpu, load_cpu)),
+    )
+    if isinstance(result, int):
+        return result
     return print_result(result, args.json_out)
 
 

@@ -14,7 +14,7 @@ import signal
 import subprocess
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from bench.probe import LoadResult, parse_wrk, pin_prefix
@@ -43,8 +43,8 @@ SOCKET_ERRORS = re.compile(r"Socket errors: connect (\d+), read (\d+), write (\d
 class WrkRun(LoadResult):
     """``bench.probe``'s wrk figures, plus the statuses the script counted and the socket errors by kind."""
 
-    statuses: dict[int, int]
-    socket_errors: dict[str, int]
+    statuses: dict[int, int] = field(default_factory=dict)
+    socket_errors: dict[str, int] = field(default_factory=dict)
 
 
 def script_path(ctx: Ctx) -> Path:

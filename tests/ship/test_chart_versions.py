@@ -20,6 +20,7 @@ from tests.support.chart import (
     KUBERNETES_VERSIONS,
     agent_container,
     app_container,
+    assert_valid_for,
     containers_by_name,
     manifests,
     one,
@@ -27,8 +28,6 @@ from tests.support.chart import (
     with_images,
 )
 
-# The Prometheus operator's kinds are CRDs: no schema in kubernetes-validate.
-OPERATOR_KINDS = {"ServiceMonitor", "PodMonitor"}
 VARIATIONS: dict[str, dict[str, Any]] = {
     "defaults": {},
     "native-auto": {"nativeSidecar": "auto"},
@@ -58,10 +57,7 @@ def test_chart_declares_the_oldest_version_tested():
 @pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
 def test_every_manifest_validates_for_the_cluster_version(version: str, name: str):
     docs = manifests(VARIATIONS[name], kube_version=version)
-    for doc in docs:
-        if doc["kind"] in OPERATOR_KINDS:
-            continue
-        assert kubernetes_validate.validate(doc, version, strict=True) == version, doc["kind"]
+    assert_valid_for(docs, version)
 
 
 @pytest.mark.parametrize("version", KUBERNETES_VERSIONS)

@@ -112,3 +112,19 @@ def app_container(docs: list[dict[str, Any]]) -> dict[str, Any]:
 def port_number(container: dict[str, Any], name: str) -> int:
     ports = {p.get("name"): p["containerPort"] for p in container["ports"]}
     return int(ports[name])
+
+
+# The Prometheus operator's kinds are CRDs: no schema in kubernetes-validate.
+OPERATOR_KINDS = frozenset({"ServiceMonitor", "PodMonitor"})
+
+
+def assert_valid_for(docs: list[dict[str, Any]], version: str) -> None:
+    """Every manifest but the operator's validates against ``version``'s schemas, strictly
+    (unknown fields are errors too: the API server silently drops a misplaced key)."""
+    import kubernetes_validate
+
+    for doc in docs:
+        if doc["kind"] in OPERATOR_KINDS:
+            continue
+        found = kubernetes_validate.validate(doc, version, strict=True)
+        assert found == version, (doc["kind"], found)

@@ -3,10 +3,11 @@
 The request path decides first, without the SDK: :func:`is_sampled` (parent-based when the
 incoming sampled flag is trusted, else a ratio on the trace id, as the SDK's
 ``ParentBased(TraceIdRatioBased)`` does) and the agent's own span id, which goes to the app as the
-parent in ``traceparent``. Only a sampled request, once finished, becomes a span object. Spans wait
-in a bounded queue and a worker thread exports them in batches: the event loop never waits for the
-collector, a full queue drops (counted), and a failing or slow collector costs the requests
-nothing. SIGTERM flushes what is queued within the shutdown timeout.
+parent in ``traceparent``. A sampled request, once finished, is queued as a plain
+:class:`FinishedRequest`: the event loop never touches the SDK. A worker thread turns each batch
+into the SDK's ``ReadableSpan`` objects and hands it to the OTLP/HTTP exporter, so the loop never
+waits for the collector, a full queue drops (counted), and a failing or slow collector costs the
+requests nothing. SIGTERM flushes what is queued within the shutdown timeout.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import os
 import threading
 import time
 from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any
 
 from agent import __version__
@@ -59,10 +61,14 @@ class FinishedRequest:
 
 
 class ExportQueue:
-    """A span processor: a bounded queue and one worker thread that exports batches."""
+    """A bounded queue of finished requests and one worker thread that exports them in batches.
 
-    def __init__(self, exporter: Any, max_queue: int) -> None:
+    ``to_spans`` turns a batch into what ``exporter.export`` takes; it runs in the worker.
+    """
+
+    def __init__(self, exporter: Any, max_queue: int, to_spans: Callable[[list[Any]], list[Any]] = list) -> None:
         self._exporter = exporter
+        self._to_spans = to_spans
         self._max_queue = max_queue
         # Wake the worker before the queue is full: with max_queue under BATCH_SIZE a whole batch
         # never gathers, and spans would leave only on the timer (max_queue a second at most).
@@ -77,14 +83,7 @@ class ExportQueue:
         self._thread = threading.Thread(target=self._run, name="otlp-export", daemon=True)
         self._thread.start()
 
-    # SpanProcessor interface (duck-typed: the SDK calls these)
-    def on_start(self, span: Any, parent_context: Any = None) -> None:
-        pass
-
-    def _on_ending(self, span: Any) -> None:  # newer SDKs call it before on_end
-        pass
-
-    def on_end(self, span: Any) -> None:
+    def put(self, span: Any) -> None:
         with self._wake:
             if len(self._spans) >= self._max_queue:
                 self.dropped += 1
@@ -97,9 +96,6 @@ class ExportQueue:
     @property
     def pending(self) -> int:
         return len(self._spans)
-
-    def force_flush(self, timeout_millis: int = 30000) -> bool:
-        return self.shutdown(timeout_millis / 1000) or True
 
     def shutdown(self, timeout_s: float = EXPORT_TIMEOUT_S) -> bool:
         """Export what is queued, within ``timeout_s``; True when every batch was sent (the worker
@@ -124,7 +120,7 @@ class ExportQueue:
 
     def _export(self, batch: list[Any]) -> None:
         try:
-            ok = self._exporter.export(batch).name == "SUCCESS"
+            ok = self._exporter.export(self._to_spans(batch)).name == "SUCCESS"
         except Exception:  # the exporter's own bug or a network error it let through
             ok = False
         if ok:
@@ -142,65 +138,59 @@ class ExportQueue:
 
 
 class Tracer:
-    """Turns finished sampled requests into spans; owns the SDK's provider and the export queue."""
+    """Queues finished sampled requests; the export thread makes them SDK spans for the exporter."""
 
     def __init__(self, config: TracingConfig, environ: dict[str, str] | None = None) -> None:
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
         from opentelemetry.sdk.resources import Resource
-        from opentelemetry.sdk.trace import TracerProvider
-        from opentelemetry.sdk.trace.id_generator import IdGenerator
-        from opentelemetry.sdk.trace.sampling import ALWAYS_ON
-
-        class PresetIds(IdGenerator):
-            """The ids the proxy already chose (and sent to the app) for the next span."""
-
-            trace_id = 0
-            span_id = 0
-
-            def generate_span_id(self) -> int:
-                return self.span_id
-
-            def generate_trace_id(self) -> int:
-                return self.trace_id
+        from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
         self.config = config
         self.threshold = ratio_threshold(config.sample_ratio)
-        self._ids = PresetIds()
+        self._resource = Resource.create(resource_attributes(config, environ or dict(os.environ)))
+        self._scope = InstrumentationScope("sidecar-agent", __version__)
         exporter = OTLPSpanExporter(
             endpoint=config.endpoint, headers={k: v.reveal() for k, v in config.headers}, timeout=EXPORT_TIMEOUT_S
         )
-        self.queue = ExportQueue(exporter, config.max_queue)
-        provider = TracerProvider(
-            resource=Resource.create(resource_attributes(config, environ or dict(os.environ))),
-            id_generator=self._ids,
-            sampler=ALWAYS_ON,
-            # The server flushes within the shutdown timeout; the SDK's own atexit flush would wait
-            # for the export thread again, up to EXPORT_TIMEOUT_S more, after "agent stopped".
-            shutdown_on_exit=False,
-        )
-        provider.add_span_processor(self.queue)  # type: ignore[arg-type]
-        self._provider = provider
-        self._tracer = provider.get_tracer("sidecar-agent", __version__)
+        self.queue = ExportQueue(exporter, config.max_queue, self._spans)
 
     def record(self, request: FinishedRequest) -> None:
-        """One SERVER span, ended at once with the request's own times."""
-        from opentelemetry import trace
-        from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, Status, StatusCode, TraceFlags, TraceState
+        """Queue one finished request; its span is made in the export thread."""
+        self.queue.put(request)
 
-        context = None
-        if request.parent_id is not None:
+    def _spans(self, batch: list[FinishedRequest]) -> list[Any]:
+        """SERVER spans, ended with the requests' own times (in the export thread)."""
+        from opentelemetry.sdk.trace import Event, ReadableSpan
+        from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags, TraceState
+
+        sampled = TraceFlags(TraceFlags.SAMPLED)
+        ok, error = Status(StatusCode.UNSET), Status(StatusCode.ERROR)
+        spans = []
+        for request in batch:
+            trace_id = int(request.trace_id, 16)
             state = TraceState.from_header([request.tracestate]) if request.tracestate else None
-            parent = SpanContext(int(request.trace_id, 16), int(request.parent_id, 16), True, TraceFlags(1), state)
-            context = trace.set_span_in_context(NonRecordingSpan(parent))
-        self._ids.trace_id, self._ids.span_id = int(request.trace_id, 16), int(request.span_id, 16)
-        span = self._tracer.start_span(
-            request.name, context=context, kind=SpanKind.SERVER, attributes=request.attributes, start_time=request.start_ns
-        )
-        if request.upstream_ns is not None:
-            span.add_event("upstream request started", timestamp=request.upstream_ns)
-        if request.is_error:
-            span.set_status(Status(StatusCode.ERROR))
-        span.end(end_time=request.end_ns)
+            parent = None
+            if request.parent_id is not None:
+                parent = SpanContext(trace_id, int(request.parent_id, 16), True, sampled, state)
+            events = ()
+            if request.upstream_ns is not None:
+                events = (Event("upstream request started", timestamp=request.upstream_ns),)
+            spans.append(
+                ReadableSpan(
+                    name=request.name,
+                    context=SpanContext(trace_id, int(request.span_id, 16), False, sampled, state),
+                    parent=parent,
+                    resource=self._resource,
+                    attributes=request.attributes,
+                    events=events,
+                    kind=SpanKind.SERVER,
+                    status=error if request.is_error else ok,
+                    start_time=request.start_ns,
+                    end_time=request.end_ns,
+                    instrumentation_scope=self._scope,
+                )
+            )
+        return spans
 
     def shutdown(self, timeout_s: float) -> bool:
         return self.queue.shutdown(timeout_s)

@@ -17,8 +17,8 @@ import logging
 import os
 import threading
 import time
-from dataclasses import dataclass
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from agent import __version__
@@ -172,7 +172,7 @@ class Tracer:
             parent = None
             if request.parent_id is not None:
                 parent = SpanContext(trace_id, int(request.parent_id, 16), True, sampled, state)
-            events = ()
+            events: tuple[Any, ...] = ()
             if request.upstream_ns is not None:
                 events = (Event("upstream request started", timestamp=request.upstream_ns),)
             spans.append(

@@ -4,10 +4,11 @@ The request path decides first, without the SDK: :func:`is_sampled` (parent-base
 incoming sampled flag is trusted, else a ratio on the trace id, as the SDK's
 ``ParentBased(TraceIdRatioBased)`` does) and the agent's own span id, which goes to the app as the
 parent in ``traceparent``. A sampled request, once finished, is queued as a plain
-:class:`FinishedRequest`: the event loop never touches the SDK. A worker thread turns each batch
-into the SDK's ``ReadableSpan`` objects and hands it to the OTLP/HTTP exporter, so the loop never
-waits for the collector, a full queue drops (counted), and a failing or slow collector costs the
-requests nothing. SIGTERM flushes what is queued within the shutdown timeout.
+:class:`FinishedRequest`. A worker thread encodes each batch as an OTLP request
+(:mod:`agent.otlp`) and posts it, so the loop never waits for the collector, a full queue drops
+(counted), and a failing or slow collector costs the requests nothing. SIGTERM flushes what is
+queued within the shutdown timeout. The SDK gives the resource (``OTEL_RESOURCE_ATTRIBUTES``),
+once, at start.
 """
 
 from __future__ import annotations
@@ -63,12 +64,11 @@ class FinishedRequest:
 class ExportQueue:
     """A bounded queue of finished requests and one worker thread that exports them in batches.
 
-    ``to_spans`` turns a batch into what ``exporter.export`` takes; it runs in the worker.
+    ``export`` takes a batch and says whether the collector took it; it runs in the worker.
     """
 
-    def __init__(self, exporter: Any, max_queue: int, to_spans: Callable[[list[Any]], list[Any]] = list) -> None:
-        self._exporter = exporter
-        self._to_spans = to_spans
+    def __init__(self, export: Callable[[list[Any]], bool], max_queue: int) -> None:
+        self._export_batch = export
         self._max_queue = max_queue
         # Wake the worker before the queue is full: with max_queue under BATCH_SIZE a whole batch
         # never gathers, and spans would leave only on the timer (max_queue a second at most).
@@ -120,8 +120,8 @@ class ExportQueue:
 
     def _export(self, batch: list[Any]) -> None:
         try:
-            ok = self._exporter.export(self._to_spans(batch)).name == "SUCCESS"
-        except Exception:  # the exporter's own bug or a network error it let through
+            ok = self._export_batch(batch)
+        except Exception:  # a bug in encoding or a network error the sender let through
             ok = False
         if ok:
             self.exported += len(batch)
@@ -138,59 +138,30 @@ class ExportQueue:
 
 
 class Tracer:
-    """Queues finished sampled requests; the export thread makes them SDK spans for the exporter."""
+    """Queues finished sampled requests; the export thread encodes and posts them."""
 
     def __init__(self, config: TracingConfig, environ: dict[str, str] | None = None) -> None:
-        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
         from opentelemetry.sdk.resources import Resource
-        from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
+        from agent.otlp import OtlpSender, resource_prefix
+
+        environ = environ if environ is not None else dict(os.environ)
         self.config = config
         self.threshold = ratio_threshold(config.sample_ratio)
-        self._resource = Resource.create(resource_attributes(config, environ or dict(os.environ)))
-        self._scope = InstrumentationScope("sidecar-agent", __version__)
-        exporter = OTLPSpanExporter(
-            endpoint=config.endpoint, headers={k: v.reveal() for k, v in config.headers}, timeout=EXPORT_TIMEOUT_S
-        )
-        self.queue = ExportQueue(exporter, config.max_queue, self._spans)
+        resource = Resource.create(resource_attributes(config, environ)).attributes
+        self._resource, self._scope = resource_prefix(resource, "sidecar-agent", __version__)
+        headers = {k: v.reveal() for k, v in config.headers}
+        self._sender = OtlpSender(config.endpoint, headers, EXPORT_TIMEOUT_S, environ)
+        self.queue = ExportQueue(self._export, config.max_queue)
 
     def record(self, request: FinishedRequest) -> None:
-        """Queue one finished request; its span is made in the export thread."""
+        """Queue one finished request; it is encoded in the export thread."""
         self.queue.put(request)
 
-    def _spans(self, batch: list[FinishedRequest]) -> list[Any]:
-        """SERVER spans, ended with the requests' own times (in the export thread)."""
-        from opentelemetry.sdk.trace import Event, ReadableSpan
-        from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags, TraceState
+    def _export(self, batch: list[FinishedRequest]) -> bool:
+        from agent.otlp import encode_request, encode_span
 
-        sampled = TraceFlags(TraceFlags.SAMPLED)
-        ok, error = Status(StatusCode.UNSET), Status(StatusCode.ERROR)
-        spans = []
-        for request in batch:
-            trace_id = int(request.trace_id, 16)
-            state = TraceState.from_header([request.tracestate]) if request.tracestate else None
-            parent = None
-            if request.parent_id is not None:
-                parent = SpanContext(trace_id, int(request.parent_id, 16), True, sampled, state)
-            events: tuple[Any, ...] = ()
-            if request.upstream_ns is not None:
-                events = (Event("upstream request started", timestamp=request.upstream_ns),)
-            spans.append(
-                ReadableSpan(
-                    name=request.name,
-                    context=SpanContext(trace_id, int(request.span_id, 16), False, sampled, state),
-                    parent=parent,
-                    resource=self._resource,
-                    attributes=request.attributes,
-                    events=events,
-                    kind=SpanKind.SERVER,
-                    status=error if request.is_error else ok,
-                    start_time=request.start_ns,
-                    end_time=request.end_ns,
-                    instrumentation_scope=self._scope,
-                )
-            )
-        return spans
+        return self._sender.send(encode_request(self._resource, self._scope, [encode_span(r) for r in batch]))
 
     def shutdown(self, timeout_s: float) -> bool:
         return self.queue.shutdown(timeout_s)

@@ -19,7 +19,7 @@ from agent.config.fields import is_http_url
 from agent.config.schema import TracingConfig
 from agent.secrets import Secret
 
-EXTRA_MODULES = ("opentelemetry.sdk", "opentelemetry.exporter.otlp.proto.http")
+EXTRA_MODULES = ("opentelemetry.sdk", "requests")
 
 
 def resolve_tracing(tracing: TracingConfig, file_keys: Mapping[str, Any], environ: Mapping[str, str]) -> TracingConfig:

@@ -65,12 +65,21 @@ def any_value(value: Any) -> bytes:
     return _field(b"\x0a", str(value).encode("utf-8", "replace"))
 
 
+_keys: dict[str, bytes] = {}  # attribute names are a small fixed set: each encoded once
+
+
+def _key(key: str) -> bytes:
+    encoded = _keys.get(key)
+    if encoded is None:
+        encoded = _field(b"\x0a", key.encode("utf-8", "replace"))
+        if len(_keys) < 1024:
+            _keys[key] = encoded
+    return encoded
+
+
 def key_values(tag: bytes, attributes: Mapping[str, Any]) -> bytes:
     """Repeated ``KeyValue`` (key 1, value 2) under ``tag``."""
-    return b"".join(
-        _field(tag, _field(b"\x0a", key.encode("utf-8", "replace")) + _field(b"\x12", any_value(value)))
-        for key, value in attributes.items()
-    )
+    return b"".join(_field(tag, _key(key) + _field(b"\x12", any_value(value))) for key, value in attributes.items())
 
 
 class SpanData(Protocol):

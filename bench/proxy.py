@@ -1103,7 +1103,10 @@ def measure_rounds(bench: Bench, rows: list[Row]) -> dict[str, int]:
             raise Fail(f"warm-up of {row.name}: {result.errors} errors (non-2xx/3xx, socket or echo) in {result.requests}")
     runs = bench.args.runs
     for round_no in range(1, runs + 1):
-        for row in rows:
+        # Each round starts one row later: a row's place in the round (what ran just before it,
+        # drift within a round) moves with the rounds instead of always favouring the same row.
+        shift = (round_no - 1) % len(rows)
+        for row in rows[shift:] + rows[:shift]:
             progress(f"round {round_no}/{runs}: {row.name} ...")
             row.runs.append(measure_once(row, bench.proxy_cpu, bench.load_cpu))
             for service in bench.services:

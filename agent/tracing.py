@@ -33,16 +33,23 @@ EXPORT_DELAY_S = 1.0
 EXPORT_TIMEOUT_S = 10.0
 
 
-def ratio_threshold(ratio: float) -> int:
-    """The bound the lower 64 bits of a trace id must stay under (``TraceIdRatioBased``)."""
-    return round(ratio * (1 << 64))
+def ratio_threshold(ratio: float) -> str:
+    """The bound the lower 64 bits of a trace id must stay under (``TraceIdRatioBased``), as 16
+    lower-case hex digits: trace ids are lower-case hex, so comparing the strings compares the
+    numbers, without parsing one per request. ``""`` samples nothing, ``"g"`` (above every hex
+    digit) everything."""
+    bound = round(ratio * (1 << 64))
+    if bound <= 0:
+        return ""
+    return "g" if bound >= 1 << 64 else f"{bound:016x}"
 
 
-def is_sampled(trace_id: str, incoming_flags: str | None, *, threshold: int, trust_incoming: bool) -> bool:
-    """Sample this request? ``incoming_flags``: the valid incoming traceparent's flags, else None."""
+def is_sampled(trace_id: str, incoming_flags: str | None, *, threshold: str, trust_incoming: bool) -> bool:
+    """Sample this request? ``incoming_flags``: the valid incoming traceparent's flags (two
+    lower-case hex digits), else None. ``threshold``: :func:`ratio_threshold`."""
     if incoming_flags is not None and trust_incoming:
-        return int(incoming_flags, 16) & 1 == 1
-    return threshold > 0 and int(trace_id[16:], 16) < threshold
+        return incoming_flags[1] in "13579bdf"  # the sampled bit is the last digit's lowest
+    return threshold != "" and trace_id[16:] < threshold
 
 
 @dataclass(slots=True)

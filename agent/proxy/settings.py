@@ -55,7 +55,7 @@ class UpstreamSettings:
 
 @dataclass(frozen=True, slots=True)
 class TracingSettings:
-    threshold: int  # agent.tracing.ratio_threshold(sample_ratio)
+    threshold: str  # agent.tracing.ratio_threshold(sample_ratio)
     trust_incoming: bool
     trace_local: bool
 

@@ -163,3 +163,11 @@ def test_the_ratio_rule_is_the_sdks_trace_id_ratio_sampler(ratio: float) -> None
         trace = f"{rng.getrandbits(128):032x}"
         expected = sdk.should_sample(None, int(trace, 16), "span").decision is Decision.RECORD_AND_SAMPLE
         assert is_sampled(trace, None, threshold=threshold, trust_incoming=True) is expected, trace
+
+
+def test_a_trusted_incoming_flag_decides_by_its_sampled_bit_alone() -> None:
+    """W3C Trace Context: bit 0 of trace-flags is ``sampled``; the other bits say nothing about it."""
+    for flags in range(256):
+        text = f"{flags:02x}"
+        assert is_sampled("0" * 32, text, threshold="", trust_incoming=True) is bool(flags & 1), text
+        assert is_sampled("f" * 32, text, threshold="", trust_incoming=False) is False, text

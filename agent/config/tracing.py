@@ -63,7 +63,7 @@ def _validate(tracing: TracingConfig) -> None:
         if not name or any(c in name for c in " :\r\n\t"):
             raise ConfigError(f"tracing.headers.{name}", "not a valid header name")
     if tracing.enabled and not has_otlp_extra():
-        raise ConfigError("tracing.enabled", "needs the OpenTelemetry exporter: pip install 'sidecar-agent[otlp]'")
+        raise ConfigError("tracing.enabled", "needs the OpenTelemetry SDK: pip install 'sidecar-agent[otlp]'")
 
 
 def has_otlp_extra() -> bool:

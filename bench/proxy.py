@@ -35,6 +35,7 @@ import json
 import os
 import platform
 import pwd
+import random
 import shutil
 import signal
 import ssl
@@ -1150,10 +1151,13 @@ def measure_rounds(bench: Bench, rows: list[Row], before_round: Callable[[Bench,
     for round_no in range(1, runs + 1):
         if before_round is not None:
             before_round(bench, round_no)
-        # Each round starts one row later: a row's place in the round (what ran just before it,
-        # drift within a round) moves with the rounds instead of always favouring the same row.
-        shift = (round_no - 1) % len(rows)
-        for row in rows[shift:] + rows[:shift]:
+        # The first round in the listed order, then each round in its own shuffled order (seeded:
+        # the same run gives the same orders): what ran just before a row, and where in the round
+        # it runs, changes from round to round instead of always favouring the same row.
+        order = list(rows)
+        if round_no > 1:
+            random.Random(round_no).shuffle(order)
+        for row in order:
             progress(f"round {round_no}/{runs}: {row.name} ...")
             row.runs.append(measure_once(row, bench.proxy_cpu, bench.load_cpu))
             for service in bench.services:

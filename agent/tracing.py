@@ -176,8 +176,12 @@ class Tracer:
 
 def resource_attributes(config: TracingConfig, environ: dict[str, str]) -> dict[str, str]:
     """``service.*`` and, in Kubernetes, the pod and namespace (downward API env variables);
-    ``OTEL_RESOURCE_ATTRIBUTES`` is read by the SDK itself."""
+    ``OTEL_RESOURCE_ATTRIBUTES`` is read by the SDK itself, and what is returned here wins over it.
+    So ``service.name`` is left out when it is only the default and that variable names one
+    (OpenTelemetry's order: ``OTEL_SERVICE_NAME``, which the config reads, then the variable)."""
     attributes = {"service.name": config.service_name, "service.version": __version__}
+    if config.service_name == TracingConfig().service_name and _names_service(environ.get("OTEL_RESOURCE_ATTRIBUTES", "")):
+        del attributes["service.name"]
     for key, names in (
         ("k8s.pod.name", ("POD_NAME", "K8S_POD_NAME")),
         ("k8s.namespace.name", ("POD_NAMESPACE", "K8S_NAMESPACE")),
@@ -186,3 +190,7 @@ def resource_attributes(config: TracingConfig, environ: dict[str, str]) -> dict[
         if value:
             attributes[key] = value
     return attributes
+
+
+def _names_service(resource_env: str) -> bool:
+    return any(item.partition("=")[0].strip() == "service.name" for item in resource_env.split(","))

@@ -81,3 +81,26 @@ def test_every_span_field_decodes_as_it_went_in(batch: list[FinishedRequest], re
         assert span.status.code == (Status.STATUS_CODE_ERROR if request.is_error else Status.STATUS_CODE_UNSET)
         remote = 0x200 if request.parent_id is not None else 0
         assert span.flags == 0x100 | remote | 0x01
+
+
+def test_otel_resource_attributes_service_name_wins_over_the_default_only(monkeypatch: Any) -> None:
+    """OpenTelemetry's order: OTEL_SERVICE_NAME (read by the config), then OTEL_RESOURCE_ATTRIBUTES,
+    then the default; a name set in the file always wins."""
+    from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans
+
+    from agent.config import build_config
+    from agent.tracing import Tracer
+
+    def service_name(raw: dict[str, Any]) -> str:
+        tracer = Tracer(build_config({"tracing": {"enabled": True, **raw}}, {}, "test").tracing)
+        try:
+            resource = ResourceSpans.FromString(tracer._resource).resource  # the encoded Resource field
+            return next(kv.value.string_value for kv in resource.attributes if kv.key == "service.name")
+        finally:
+            tracer.shutdown(1.0)
+
+    monkeypatch.setenv("OTEL_RESOURCE_ATTRIBUTES", "team=payments, service.name=orders")
+    assert service_name({}) == "orders"
+    assert service_name({"service_name": "checkout"}) == "checkout"
+    monkeypatch.delenv("OTEL_RESOURCE_ATTRIBUTES")
+    assert service_name({}) == "sidecar-agent"

@@ -463,6 +463,7 @@ def _record_span(exchange: Exchange, now: float) -> None:
             upstream_started=exchange.upstream_started,
             client_ip=exchange.client.peer,
             error_type=exchange.error_code,
+            trusted=exchange.client.trusted,
         )
     )
 

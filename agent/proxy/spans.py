@@ -24,9 +24,11 @@ def finished_request(
     upstream_started: float,
     client_ip: str | None,
     error_type: str | None,
+    trusted: bool = False,
 ) -> FinishedRequest:
     """``started``/``ended``/``upstream_started`` are ``time.perf_counter()`` readings (0: never);
-    ``upstream_started``: when forwarding to the app began (connecting included)."""
+    ``upstream_started``: when forwarding to the app began (connecting included); ``client_ip``:
+    the connection's peer; ``trusted``: that peer is a trusted proxy (``proxy.trusted_proxies``)."""
     method = head.method.decode("latin-1")
     ids = head.ids
     now_ns = time.time_ns()
@@ -45,8 +47,11 @@ def finished_request(
     }
     if head.host:
         attributes["server.address"] = _host_name(head.host)
-    if client_ip:
-        attributes["client.address"] = client_ip
+    client = client_address(head, client_ip, trusted)
+    if client:
+        attributes["client.address"] = client
+    if client != client_ip and client_ip:
+        attributes["network.peer.address"] = client_ip
     if head.user_agent:
         attributes["user_agent.original"] = head.user_agent[:512].decode("latin-1")
     if method not in KNOWN_METHODS:
@@ -69,6 +74,17 @@ def finished_request(
         upstream_ns=to_ns(upstream_started) if upstream_started else None,
         is_error=status >= 500,
     )
+
+
+def client_address(head: RequestHead, peer: str | None, trusted: bool) -> str | None:
+    """``client.address``: the client behind a trusted proxy (the last ``X-Forwarded-For`` entry,
+    the address that proxy saw), else the connection's peer (semantic conventions: "the client
+    address behind any intermediaries ... if it's available")."""
+    if trusted and head.xff:
+        last = head.xff.rsplit(b",", 1)[-1].strip()
+        if last:
+            return last[:64].decode("latin-1")
+    return peer
 
 
 def _host_name(host: bytes) -> str:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 
@@ -222,3 +223,32 @@ def test_http10_and_unknown_methods(agent: AgentProcess, receiver: OtlpReceiver)
     assert span.name == "HTTP /echo/cache"  # the semantic conventions' name for an unknown method
     assert span.attributes["http.request.method"] == "_OTHER"
     assert span.attributes["http.request.method_original"] == "PURGE"
+
+
+def test_behind_a_trusted_proxy_the_client_is_the_one_it_forwarded_for(
+    upstream: UpstreamProcess, receiver: OtlpReceiver, tmp_path: Any
+) -> None:
+    """Semantic conventions: ``client.address`` is the client behind intermediaries when known;
+    the connection's own peer goes to ``network.peer.address``. An untrusted peer's header is not
+    believed (the module's agent, without trusted proxies, is checked above)."""
+    config = traced_config(upstream.url, receiver.endpoint, {"sample_ratio": 1.0}, proxy={"trusted_proxies": ["127.0.0.0/8"]})
+    process = AgentProcess(tmp_path, config).start()
+    try:
+        trace = trace_id()
+        forwarded = "203.0.113.9, 198.51.100.7"
+        headers = {"traceparent": traceparent(trace, parent_id(), "01"), "X-Forwarded-For": forwarded}
+        assert send(process, "GET", "/echo/behind-lb", headers=headers).status == 200
+        span = the_span(receiver, lambda s: s.trace_id == trace)
+        assert span.attributes["client.address"] == "198.51.100.7"
+        assert span.attributes["network.peer.address"] == "127.0.0.1"
+    finally:
+        process.stop()
+
+
+def test_an_untrusted_peers_forwarded_for_does_not_change_the_client(agent: AgentProcess, receiver: OtlpReceiver) -> None:
+    trace = trace_id()
+    headers = {"traceparent": traceparent(trace, parent_id(), "01"), "X-Forwarded-For": "203.0.113.9"}
+    assert send(agent, "GET", "/echo/spoofed", headers=headers).status == 200
+    span = the_span(receiver, lambda s: s.trace_id == trace)
+    assert span.attributes["client.address"] == "127.0.0.1"
+    assert "network.peer.address" not in span.attributes

@@ -89,9 +89,11 @@ def _raise_keyboard_interrupt(signum: int, frame: Any) -> None:
 
 
 # ---------------------------------------------------------------------- measurement
-def cpu_ticks(pid: int) -> int:
-    """utime + stime of the whole process (all threads) from /proc/<pid>/stat, in clock ticks."""
-    data = Path(f"/proc/{pid}/stat").read_bytes()
+def cpu_ticks(pid: int, thread: int | None = None) -> int:
+    """utime + stime of the whole process (all threads) from /proc/<pid>/stat, in clock ticks;
+    with ``thread``, of that thread alone (/proc/<pid>/task/<thread>/stat)."""
+    path = f"/proc/{pid}/stat" if thread is None else f"/proc/{pid}/task/{thread}/stat"
+    data = Path(path).read_bytes()
     fields = data[data.rindex(b")") + 2 :].split()  # comm may contain spaces
     return int(fields[11]) + int(fields[12])  # fields 14 and 15 of the stat line
 

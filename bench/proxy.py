@@ -619,6 +619,7 @@ class Run:
     load_cpu_busy_pct: float
     steal_pct: float
     client_us_per_req: float | None = None  # the load generator's own CPU, when it reports it
+    main_thread_us_per_req: float | None = None  # an agent's event-loop thread alone (the rest: other threads)
 
 
 @dataclass
@@ -648,6 +649,7 @@ class Row:
         proxy_us = [r.proxy_us_per_req for r in self.runs if r.proxy_us_per_req is not None]
         proxy_pct = [r.proxy_cpu_pct for r in self.runs if r.proxy_cpu_pct is not None]
         client_us = [r.client_us_per_req for r in self.runs if r.client_us_per_req is not None]
+        main_us = [r.main_thread_us_per_req for r in self.runs if r.main_thread_us_per_req is not None]
         return {
             "key": self.key,
             "name": self.name,
@@ -662,6 +664,7 @@ class Row:
             "proxy_cpu_pct": round(med(proxy_pct), 1) if proxy_pct else None,
             "upstream_cpu_us_per_req": round(med(r.upstream_us_per_req for r in self.runs), 2),
             "client_cpu_us_per_req": round(med(client_us), 2) if client_us else None,
+            "main_thread_cpu_us_per_req": round(med(main_us), 2) if main_us else None,
             "cpu0_other_pct_max": round(max(r.cpu0_other_pct for r in self.runs), 1),
             "load_cpu_busy_pct": round(med(r.load_cpu_busy_pct for r in self.runs), 1),
             "steal_pct_max": round(max(r.steal_pct for r in self.runs), 1),
@@ -702,10 +705,13 @@ class Row:
 def measure_once(row: Row, proxy_cpu: int | None, load_cpu: int | None) -> Run:
     pids = row.service.pids if row.service else []
     upstream = row.upstream
+    agent_pid = row.service.proc.pid if isinstance(row.service, AgentService) else None
+    m0 = cpu_ticks(agent_pid, agent_pid) if agent_pid else 0
     p0, u0 = tree_ticks(pids), tree_ticks(upstream.pids)
     c0, s0 = cpu_stat(proxy_cpu), cpu_stat(load_cpu)
     result = row.load.run(row.url)
     p1, u1 = tree_ticks(pids), tree_ticks(upstream.pids)
+    m1 = cpu_ticks(agent_pid, agent_pid) if agent_pid else 0
     c1, s1 = cpu_stat(proxy_cpu), cpu_stat(load_cpu)
     done = max(result.requests * row.per_load_item, 1)  # requests, or messages on the WebSocket rows
     proxy_ticks = p1 - p0
@@ -716,6 +722,7 @@ def measure_once(row: Row, proxy_cpu: int | None, load_cpu: int | None) -> Run:
         proxy_cpu_pct=proxy_ticks / CLK_TCK / result.duration_s * 100 if pids else None,
         upstream_us_per_req=(u1 - u0) / CLK_TCK * 1e6 / done,
         client_us_per_req=result.client_cpu_s * 1e6 / done if result.client_cpu_s is not None else None,
+        main_thread_us_per_req=(m1 - m0) / CLK_TCK * 1e6 / done if agent_pid else None,
         # Busy time on the proxy's CPU not charged to the proxy: other processes, interrupts, steal.
         cpu0_other_pct=max(0.0, (c1[0] - c0[0]) - proxy_ticks) / cpu0_total * 100,
         # Near 100 % with the proxy below 100 %: the load side (wrk + upstream) limits the rate.

@@ -128,6 +128,13 @@ def tracing_lines(meta: dict[str, Any], rows: list[dict[str, Any]], tracing: dic
         "per-round CPU change vs tracing off (same round): "
         + "; ".join(f"{ratio}: {', '.join(f'{x:+.1f}%' for x in v)}" for ratio, v in rounds.items())
     )
+    split = []
+    for r in rows:
+        main, total = r.get("main_thread_cpu_us_per_req"), r["proxy_cpu_us_per_req"]
+        if main is not None and total is not None:
+            split.append(f"{r['name']}: {main:.1f} + {total - main:.1f}")
+    if split:
+        lines.append("µs/req on the event-loop thread + other threads (export, libuv workers), medians: " + "; ".join(split))
     median = t["cpu_change_pct_median"][f"{TARGET_RATIO:g}"]
     verdict = "n/a" if median is None else ("met" if t["target_met"] else "NOT met")
     lines.append(

@@ -6,8 +6,8 @@ strings (~10 µs). The field numbers are those of ``opentelemetry-proto`` (``tra
 ``common.proto``, ``resource.proto``, ``trace_service.proto``); the tests decode every payload with
 its generated classes. :class:`OtlpSender` posts a payload like the SDK's OTLP/HTTP exporter: the
 ``OTEL_EXPORTER_OTLP_(TRACES_)CERTIFICATE`` / ``CLIENT_CERTIFICATE`` / ``CLIENT_KEY`` /
-``COMPRESSION`` variables, and retries on connection errors and 429/502/503/504 with exponential
-backoff (or ``Retry-After``) within one deadline.
+``COMPRESSION`` variables, and retries on connection errors (not TLS verification failures) and
+429/502/503/504 with exponential backoff (or ``Retry-After``) within one deadline.
 """
 
 from __future__ import annotations
@@ -154,11 +154,10 @@ class OtlpSender:
         self._gzip = (_env(environ, "COMPRESSION") or "").lower() == "gzip"
         if self._gzip:
             self._session.headers["Content-Encoding"] = "gzip"
-        ca = _env(environ, "CERTIFICATE")
-        self._session.verify = ca if ca else True
+        # Passed with every request: a session's own ``verify`` loses to REQUESTS_CA_BUNDLE.
+        self._verify: str | bool = _env(environ, "CERTIFICATE") or True
         cert, key = _env(environ, "CLIENT_CERTIFICATE"), _env(environ, "CLIENT_KEY")
-        if cert:
-            self._session.cert = (cert, key) if key else cert
+        self._cert: str | tuple[str, str] | None = ((cert, key) if key else cert) if cert else None
 
     def send(self, payload: bytes) -> bool:
         """True when the collector took it; retries what may pass later until the deadline."""
@@ -170,7 +169,9 @@ class OtlpSender:
                 return False
             retry_after: float | None = None
             try:
-                response = self._session.post(self.endpoint, data=data, timeout=remaining)
+                response = self._session.post(self.endpoint, data=data, timeout=remaining, verify=self._verify, cert=self._cert)
+            except self._requests.exceptions.SSLError:
+                return False  # a certificate that does not verify will not verify in a second either
             except self._requests.RequestException:
                 retryable = True
             else:

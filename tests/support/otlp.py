@@ -2,12 +2,15 @@
 
 ``OtlpReceiver().start()`` serves ``POST /v1/traces`` on 127.0.0.1 from its own thread
 (:mod:`tests.support.threaded_app`), decodes each body with ``opentelemetry-proto``
-(``ExportTraceServiceRequest``; ``gzip``/``deflate`` bodies are inflated first) and keeps every
+(``ExportTraceServiceRequest``; aiohttp inflates ``gzip``/``deflate`` bodies as they are read, and
+the ``Content-Encoding`` stays in :attr:`Export.headers`) and keeps every
 span as a :class:`ReceivedSpan`. It can be told to misbehave, as a collector in trouble does:
 
 * ``set_mode("ok")``: 200 with an empty ``ExportTraceServiceResponse`` (the default)
 * ``set_mode("slow", delay_s=S)``: the same, after S seconds (the spans are kept only then)
 * ``set_mode("error")``: 500, spans not kept (the exporter may retry)
+* ``set_mode("throttle", delay_s=S)``: the next export is answered 429 with ``Retry-After: S``
+  (spans not kept), then the mode is ``ok`` again
 * ``down()`` / ``up()``: nothing listens on its port (connection refused), then it listens again
 """
 
@@ -15,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import ssl
 import threading
 import time
 import zlib
@@ -29,7 +33,7 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
 from tests.support.threaded_app import ThreadedApp
 
-MODES = ("ok", "slow", "error")
+MODES = ("ok", "slow", "error", "throttle")
 PATH = "/v1/traces"
 PROTOBUF = "application/x-protobuf"
 
@@ -61,6 +65,7 @@ class Export:
     headers: dict[str, str]
     spans: int
     answered: int
+    at: float = field(default_factory=time.monotonic)
 
 
 @dataclass
@@ -128,7 +133,7 @@ async def _traces(request: web.Request) -> web.Response:
     if request.content_type != PROTOBUF:
         return web.Response(status=415, text=f"expected {PROTOBUF}, got {request.content_type}")
     try:
-        spans = decode(body, request.headers.get("Content-Encoding", ""))
+        spans = decode(body)  # already inflated by aiohttp when Content-Encoding named gzip or deflate
     except Exception as exc:  # a body the real receiver would refuse too
         return web.Response(status=400, text=f"undecodable OTLP body: {exc!r}")
     mode = state.mode
@@ -138,11 +143,15 @@ async def _traces(request: web.Request) -> web.Response:
             await asyncio.sleep(state.delay_s)
         finally:
             state.handling -= 1
-    status = 500 if mode == "error" else 200
+    status = 500 if mode == "error" else 429 if mode == "throttle" else 200
     with state.lock:
         state.exports.append(Export({k.lower(): v for k, v in request.headers.items()}, len(spans), status))
         if status == 200:
             state.spans.extend(spans)
+        if mode == "throttle":
+            state.mode = "ok"
+    if status == 429:
+        return web.Response(status=429, headers={"Retry-After": f"{state.delay_s:g}"}, text="slow down")
     if status != 200:
         return web.Response(status=status, text="collector broken on purpose")
     return web.Response(body=ExportTraceServiceResponse().SerializeToString(), content_type=PROTOBUF)
@@ -156,8 +165,8 @@ def make_receiver_app() -> web.Application:
 
 
 class OtlpReceiver(ThreadedApp):
-    def __init__(self, port: int | None = None) -> None:
-        super().__init__(make_receiver_app(), port)
+    def __init__(self, port: int | None = None, tls: ssl.SSLContext | None = None) -> None:
+        super().__init__(make_receiver_app(), port, tls)
         self.state = self.app[STATE]
 
     @property

@@ -11,6 +11,7 @@ no startup or cleanup hooks: they would run at every :meth:`ThreadedApp.up` and 
 from __future__ import annotations
 
 import asyncio
+import ssl
 import threading
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -24,16 +25,17 @@ T = TypeVar("T")
 
 
 class ThreadedApp:
-    def __init__(self, app: web.Application, port: int | None = None) -> None:
+    def __init__(self, app: web.Application, port: int | None = None, tls: ssl.SSLContext | None = None) -> None:
         self.app = app
         self.port = port or free_port()
+        self.tls = tls  # a server context: the app speaks HTTPS
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="threaded-app", daemon=True)
         self._runner: web.AppRunner | None = None
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
 
     def call(self, make: Callable[[], Awaitable[T]], timeout: float = START_TIMEOUT_S) -> T:
         """Run ``make()`` on the app's loop and wait for its result."""
@@ -64,13 +66,20 @@ class ThreadedApp:
             return
         runner = web.AppRunner(self.app, handle_signals=False, access_log=None, shutdown_timeout=0.5)
         await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", self.port, reuse_address=True)
+        site = web.TCPSite(runner, "127.0.0.1", self.port, reuse_address=True, ssl_context=self.tls)
         await site.start()
         self._runner = runner
 
     async def _close(self) -> None:
         runner, self._runner = self._runner, None
         if runner is not None:
+            if self.tls is not None and runner.server is not None:
+                # A TLS close waits for the peer's close_notify, which a stopping loop never sees;
+                # aborted, the sockets close now instead of being found unclosed by the GC later.
+                for handler in list(runner.server.connections):
+                    if handler.transport is not None:
+                        handler.transport.abort()
+                await asyncio.sleep(0)
             await runner.shutdown()
             await runner.cleanup()
 

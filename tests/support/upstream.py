@@ -13,7 +13,7 @@ Routes (all JSON):
 
 * ``GET /health``            200 ``{"status": "ok"}`` / 500 ``{"status": "broken"}``
                              (mode "failing") / 200 after ``delay_s`` (mode "slow")
-* ``GET|POST /_control``     read / switch mode; GET adds ``{"requests": n}``
+* ``GET|POST /_control``     read / switch mode; GET adds ``{"requests": n}`` (not counting the agent's checks)
 * ``* /echo``, ``* /echo/{tail}``  method, raw path, header pairs, body length
 * ``GET /slow?delay_s=x``    sleeps x seconds, 200 ``{"slept": x}``
 * ``GET /status/{code}``     that status, body ``{"code": code}`` (none for 204/304)
@@ -97,8 +97,10 @@ def _state(request: web.Request) -> UpstreamState:
 # --------------------------------------------------------------- middleware
 @web.middleware
 async def _count_requests(request: web.Request, handler: Any) -> web.StreamResponse:
-    """Count every request except those to ``/_control``."""
-    if request.path != "/_control":
+    """Count every request except those to ``/_control`` and the agent's own ``http`` checks
+    (``User-Agent: sidecar-agent-check``): those run on their own schedule, and a test asking
+    "was this request forwarded?" must not race them."""
+    if request.path != "/_control" and request.headers.get("User-Agent") != "sidecar-agent-check":
         _state(request).requests += 1
     return await handler(request)
 
@@ -467,7 +469,7 @@ class UpstreamProcess:
         return self._request_json("POST", "/_control", payload)
 
     def requests_served(self) -> int:
-        """Requests served so far, excluding ``/_control`` ones."""
+        """Requests served so far, excluding ``/_control`` ones and the agent's own health checks."""
         return int(self.control()["requests"])
 
     def events(self) -> dict[str, int]:

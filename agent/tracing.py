@@ -44,7 +44,7 @@ def ratio_threshold(ratio: float) -> str:
     return "g" if bound >= 1 << 64 else f"{bound:016x}"
 
 
-def is_sampled(trace_id: str, incoming_flags: str | None, *, threshold: str, trust_incoming: bool) -> bool:
+def is_sampled(trace_id: str, incoming_flags: str | None, threshold: str, trust_incoming: bool) -> bool:
     """Sample this request? ``incoming_flags``: the valid incoming traceparent's flags (two
     lower-case hex digits), else None. ``threshold``: :func:`ratio_threshold`."""
     if incoming_flags is not None and trust_incoming:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 
-from agent.proxy.settings import PREFLIGHT, ProxySettings, TracingSettings
+from agent.proxy.settings import PREFLIGHT, ProxySettings
 from agent.proxy.wire import connection_tokens
 from agent.rules.ids import Ids, resolve_ids
 from agent.rules.security_headers import encode
@@ -125,8 +125,11 @@ def parse_request_head(
     head = RequestHead(method, target, version == "1.1", headers)
     hosts, te_values, request_id, traceparent, tracestate, preflight, upgrade_value = _scan(settings, head)
     head.ids = ids = resolve_ids(settings.request_id, request_id, traceparent, tracestate)
-    if settings.tracing is not None:
-        head.ids = ids = _traced(settings.tracing, head, ids)
+    tracing = settings.tracing
+    if tracing is not None:
+        sampled = head.sampled = is_sampled(ids.trace_id, ids.flags, tracing.threshold, tracing.trust_incoming)
+        if sampled or ids.parent_id is not None:  # else the new traceparent already names the agent's span
+            head.ids = ids = _agent_parent(ids, sampled)
     _validate(settings, head, hosts, te_values, upgrade, ids)
     if upgrade and upgrade_value is not None:
         head.upgrade = _allowed_upgrade(settings, head, upgrade_value)
@@ -213,12 +216,9 @@ def _validate(settings: ProxySettings, head: RequestHead, hosts: int, te_values:
         raise Reject("request body too large", 413, "PAYLOAD_TOO_LARGE", ids=ids)
 
 
-def _traced(tracing: TracingSettings, head: RequestHead, ids: Ids) -> Ids:
-    """Decide sampling now, and name the agent's span as the app's parent (W3C Trace Context §3.2)."""
-    sampled = is_sampled(ids.trace_id, ids.flags, threshold=tracing.threshold, trust_incoming=tracing.trust_incoming)
-    head.sampled = sampled
-    if ids.parent_id is None and not sampled:
-        return ids  # a trace the agent started, unsampled: its new traceparent already names the agent's span
+def _agent_parent(ids: Ids, sampled: bool) -> Ids:
+    """The ``traceparent`` for the app names the agent's span as its parent, with the decision in
+    its flags (W3C Trace Context §3.2)."""
     return ids._replace(traceparent=f"00-{ids.trace_id}-{ids.span_id}-{'01' if sampled else '00'}")
 
 

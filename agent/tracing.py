@@ -24,6 +24,7 @@ from typing import Any
 
 from agent import __version__
 from agent.config.schema import TracingConfig
+from agent.otlp import OtlpSender, encode_request, encode_span, resource_prefix
 
 log = logging.getLogger("agent.tracing")
 
@@ -150,11 +151,8 @@ class Tracer:
     def __init__(self, config: TracingConfig, environ: dict[str, str] | None = None) -> None:
         from opentelemetry.sdk.resources import Resource
 
-        from agent.otlp import OtlpSender, resource_prefix
-
         environ = environ if environ is not None else dict(os.environ)
         self.config = config
-        self.threshold = ratio_threshold(config.sample_ratio)
         resource = Resource.create(resource_attributes(config, environ)).attributes
         self._resource, self._scope = resource_prefix(resource, "sidecar-agent", __version__)
         headers = {k: v.reveal() for k, v in config.headers}
@@ -166,8 +164,6 @@ class Tracer:
         self.queue.put(request)
 
     def _export(self, batch: list[FinishedRequest]) -> bool:
-        from agent.otlp import encode_request, encode_span
-
         return self._sender.send(encode_request(self._resource, self._scope, [encode_span(r) for r in batch]))
 
     def shutdown(self, timeout_s: float) -> bool:

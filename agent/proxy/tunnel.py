@@ -334,7 +334,7 @@ class Tunnel:
                     upstream_started=0.0,
                     client_ip=self.client_ip,
                     error_type=None,
-                    trusted=self.client_ip is not None and ctx.settings.is_trusted(self.client_ip),
+                    trusted=ctx.settings.is_trusted(self.client_ip),
                 )
             )
         if ctx.access_log.enabled:

@@ -17,11 +17,9 @@ span as a :class:`ReceivedSpan`. It can be told to misbehave, as a collector in 
 from __future__ import annotations
 
 import asyncio
-import gzip
 import ssl
 import threading
 import time
-import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -94,12 +92,8 @@ def _attributes(pairs: Any) -> dict[str, Any]:
     return {pair.key: _value(pair.value) for pair in pairs if isinstance(pair, KeyValue)}
 
 
-def decode(body: bytes, content_encoding: str = "") -> list[ReceivedSpan]:
-    """Every span in one OTLP/HTTP protobuf body."""
-    if content_encoding == "gzip":
-        body = gzip.decompress(body)
-    elif content_encoding == "deflate":
-        body = zlib.decompress(body)
+def decode(body: bytes) -> list[ReceivedSpan]:
+    """Every span in one OTLP/HTTP protobuf body (already inflated)."""
     request = ExportTraceServiceRequest.FromString(body)
     spans = []
     for resource_spans in request.resource_spans:

@@ -1081,19 +1081,20 @@ class TracingRows:
                 continue
             bench.children.stop(old.proc)
             bench.services.remove(old)
-            ratio = RATIO_BY_KEY[row.key]
-            name = f"{row.key}-{self.generation}"
-            agent = start_agent(
-                bench.children, bench.workdir, self.upstream_port, bench.proxy_cpu, name=name,
-                tracing=tracing_section(self.sink_port, ratio),
-            )  # fmt: skip
-            bench.services.append(agent)
+            agent = start_tracing_agent(bench, RATIO_BY_KEY[row.key], self.upstream_port, self.sink_port, self.generation)
             self.agents[row.key] = agent
             row.service, row.port = agent, agent.port
-            warm = copy.copy(row.load)
-            warm.seconds = WARMUP_S
-            if warm.run(row.url).errors:
-                raise Fail(f"warm-up of a fresh {row.name}: errors")
+            warm_up(row)
+
+
+def start_tracing_agent(bench: Bench, ratio: float | None, upstream_port: int, sink_port: int, generation: int) -> AgentService:
+    """An agent with the HTTP rows' config and ``[tracing]`` at ``ratio`` (None: off), on the proxy CPU."""
+    name = row_key(ratio) if generation == 1 else f"{row_key(ratio)}-{generation}"
+    agent = start_agent(
+        bench.children, bench.workdir, upstream_port, bench.proxy_cpu, name=name, tracing=tracing_section(sink_port, ratio)
+    )
+    bench.services.append(agent)
+    return agent
 
 
 def start_tracing_rows(bench: Bench) -> TracingRows:
@@ -1115,8 +1116,7 @@ def start_tracing_rows(bench: Bench) -> TracingRows:
     for ratio in (None, *RATIOS):
         key = row_key(ratio)
         progress(f"starting {row_name(ratio)} ...")
-        agent = start_agent(children, workdir, up_port, bench.proxy_cpu, name=key, tracing=tracing_section(sink_port, ratio))
-        bench.services.append(agent)
+        agent = start_tracing_agent(bench, ratio, up_port, sink_port, 1)
         agents[key] = agent
         rows.append(Row(key, row_name(ratio), "proxy", agent.port, PATH, agent, load, upstream))
     if bench.have_haproxy:
@@ -1142,18 +1142,21 @@ def tracing_results(tracing: TracingRows, summaries: list[dict[str, Any]]) -> di
     }
 
 
+def warm_up(row: Row) -> int:
+    """One ``WARMUP_S`` load run on ``row``, which must have no errors; the requests it made."""
+    progress(f"warm-up {WARMUP_S} s: {row.name}")
+    warm = copy.copy(row.load)
+    warm.seconds = WARMUP_S
+    result = warm.run(row.url)
+    if result.errors:
+        raise Fail(f"warm-up of {row.name}: {result.errors} errors (non-2xx/3xx, socket or echo) in {result.requests}")
+    return result.requests
+
+
 def measure_rounds(bench: Bench, rows: list[Row], before_round: Callable[[Bench, int], None] | None = None) -> dict[str, int]:
     """A warm-up per row, then ``--runs`` rounds of every row; the warm-ups' counts by row key.
     ``before_round(bench, round_no)`` runs before each round (the tracing rows' fresh agents)."""
-    warmup: dict[str, int] = {}
-    for row in rows:
-        progress(f"warm-up {WARMUP_S} s: {row.name}")
-        warm = copy.copy(row.load)
-        warm.seconds = WARMUP_S
-        result = warm.run(row.url)
-        warmup[row.key] = result.requests
-        if result.errors:
-            raise Fail(f"warm-up of {row.name}: {result.errors} errors (non-2xx/3xx, socket or echo) in {result.requests}")
+    warmup = {row.key: warm_up(row) for row in rows}
     runs = bench.args.runs
     for round_no in range(1, runs + 1):
         if before_round is not None:

@@ -96,6 +96,11 @@ class Server:
             registry.register(TlsCollector(self.tls.values()))
         self.tracer = create_tracer(self.config, registry)
         self._main = create_main(self.config, self.monitor, registry, http_metrics, self.tracer)
+        # Both apps are built before either binds (the admin app imports aiohttp.web, ~0.1 s), so the
+        # listeners open back to back: nothing sees the main port answer while the admin port refuses.
+        admin_app = None
+        if self.config.admin.enabled:
+            admin_app = create_admin_app(self.config, self.monitor, registry, tunnels_open=lambda: http_metrics.tunnels_open)
         host, port = parse_listen(self.config.server.listen)
         main_tls = self.tls.get("main")
         try:
@@ -103,8 +108,7 @@ class Server:
         except OSError as exc:
             self._main = None
             raise StartupError(f"main listener {self.config.server.listen}: {exc.strerror or exc}") from None
-        if self.config.admin.enabled:
-            admin_app = create_admin_app(self.config, self.monitor, registry, tunnels_open=lambda: http_metrics.tunnels_open)
+        if admin_app is not None:
             await self._listen("admin", admin_app, self.config.admin.listen, ADMIN_SHUTDOWN_TIMEOUT_S)
         self.monitor.start()
         if self.tls:

@@ -11,6 +11,7 @@ import http.client
 import json
 import os
 import signal
+import socket
 import ssl
 import subprocess
 import sys
@@ -133,6 +134,7 @@ class AgentProcess:
         config["admin"] = {"listen": f"127.0.0.1:{self.admin_port}", **config["admin"]}
         self.scheme = _scheme(config["server"])
         self.admin_scheme = _scheme(config["admin"])
+        self.admin_enabled = config["admin"].get("enabled", True) is not False
         self.config_path = workdir / "agent.toml"
         self.config_path.write_text(to_toml(config))
         self.stdout_path = workdir / "stdout.log"
@@ -169,12 +171,19 @@ class AgentProcess:
             if self.process is not None and self.process.poll() is not None:
                 raise RuntimeError(f"agent exited with {self.process.returncode}: {self.output()[-2000:]}")
             try:
-                if http_get(self.url + "/health/live", timeout=1.0, tls=self.tls).status == 200:
+                if http_get(self.url + "/health/live", timeout=1.0, tls=self.tls).status == 200 and self._admin_accepts():
                     return
             except OSError:
                 pass
             time.sleep(0.05)
         raise TimeoutError(f"agent not listening after {timeout}s: {self.output()[-2000:]}")
+
+    def _admin_accepts(self) -> bool:
+        """True when the admin listener is off or accepts connections (it opens right after the main one)."""
+        if not self.admin_enabled:
+            return True
+        with socket.create_connection(("127.0.0.1", self.admin_port), timeout=1.0):
+            return True
 
     def wait_for(self, path: str, status: int, *, timeout: float, admin: bool = False) -> float:
         """Poll until ``path`` answers ``status``; returns the seconds it took."""

@@ -1,30 +1,54 @@
 # sidecar-agent image: `docker build -t sidecar-agent:0.1.0 .` (podman/buildah: add
 # `--format docker`, or the HEALTHCHECK is dropped: the OCI image format has no healthcheck).
 #
-# Two stages on the same slim Python base: the first installs the agent and its dependencies
-# into a virtualenv (every dependency ships manylinux wheels, so nothing is compiled and no
-# compiler is installed), the second copies only that virtualenv. The final image has no
-# compiler, no curl, no pip and no setuptools, and runs as an unprivileged numeric user.
+# Two stages on the same slim Python base. The build stage installs a C compiler and, in a
+# build-only virtualenv (/opt/build), the locked build tools (setuptools, mypy for mypyc); it
+# builds the agent's wheel with them, which compiles the request path (agent/compiled.py) to C
+# extension modules, and installs that wheel and the locked dependencies (manylinux wheels, none
+# compiled here) into the runtime virtualenv /opt/sidecar-agent, which never gets pip. The build
+# fails unless the compiled request path is what runs. The final stage copies only the runtime
+# virtualenv: no compiler, no curl, no pip, no setuptools, no mypy, and an unprivileged numeric user.
 ARG PYTHON_VERSION=3.12
 
 FROM python:${PYTHON_VERSION}-slim AS build
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
-RUN python -m venv /opt/sidecar-agent
+# gcc for mypyc's C, in this stage only. python:*-slim ships Python's headers; a base with Debian's
+# own Python (the test suite's stand-in, tests/support/image.py) does not, so python3-dev comes in
+# here only where Python.h is missing. On python:*-slim it would bring Debian's second Python; in
+# the stand-in base it would add ~60 MB (libpython's static library, libc6-dev, kernel headers) to
+# every final image built on it, which the real one does not have.
+RUN include="$(python -c 'import sysconfig; print(sysconfig.get_paths()["include"])')" \
+    && apt-get update \
+    && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends gcc libc6-dev \
+           $([ -f "$include/Python.h" ] || echo python3-dev) \
+    && rm -rf /var/lib/apt/lists/*
+# Two virtualenvs: /opt/build holds pip and the build tools; the runtime one is made without pip
+# and filled by /opt/build's pip (--python), so no build tool ever reaches it.
+RUN python -m venv /opt/build \
+    && python -m venv --without-pip /opt/sidecar-agent
 WORKDIR /src
 # Dependencies first, exactly as locked (versions and sha256 hashes; scripts/lock.sh refreshes
-# both files), so this layer stays cached while only the agent changes. --only-binary keeps the
-# build honest: a dependency without a wheel for this platform fails here instead of needing a
-# compiler. requirements-build.lock is the build backend (setuptools), pinned the same way.
+# both files), so these layers stay cached while only the agent changes. --only-binary keeps the
+# build honest: a dependency without a wheel for this platform fails here instead of being
+# compiled. requirements-build.lock is [build-system] requires (setuptools, mypy and mypy's own
+# dependencies), pinned the same way, for the build virtualenv only.
 COPY requirements.lock requirements-build.lock ./
-RUN /opt/sidecar-agent/bin/pip install --require-hashes --only-binary=:all: \
-        -r requirements.lock -r requirements-build.lock
-COPY pyproject.toml README.md ./
+RUN /opt/build/bin/pip install --require-hashes --only-binary=:all: -r requirements-build.lock \
+    && /opt/build/bin/pip --python /opt/sidecar-agent/bin/python install --require-hashes --only-binary=:all: \
+        -r requirements.lock
+COPY pyproject.toml setup.py README.md ./
 COPY agent ./agent
-# The agent alone: no dependency resolution, no index, the locked backend instead of a fresh one.
-# Then the backend and pip leave the virtualenv: the image needs neither at run time.
-RUN /opt/sidecar-agent/bin/pip install --no-deps --no-index --no-build-isolation . \
-    && /opt/sidecar-agent/bin/pip uninstall --yes setuptools pip
+# The agent alone: its wheel built with the locked tools (no isolation, no index; setup.py compiles
+# the request path with mypyc, -v shows what it did or why it did not), then installed without
+# dependencies or an index.
+RUN /opt/build/bin/pip wheel -v --no-deps --no-index --no-build-isolation . -w /wheels \
+    && /opt/build/bin/pip --python /opt/sidecar-agent/bin/python install --no-deps --no-index /wheels/sidecar_agent-*.whl
+# setup.py builds pure Python when it cannot compile (saying why, in the step above); the image
+# must never ship that silently. -I: the installed agent, not /src/agent.
+RUN /opt/sidecar-agent/bin/python -I -c 'import importlib, sys, agent.compiled as c; \
+mods = [importlib.import_module(m) for m in c.COMPILED_MODULES]; print("request path:", c.code); \
+sys.exit(not (c.code.startswith("compiled") and all(map(c.is_compiled, mods))))'
 
 FROM python:${PYTHON_VERSION}-slim
 LABEL org.opencontainers.image.title="sidecar-agent" \

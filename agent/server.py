@@ -25,7 +25,7 @@ import time
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
-from agent import __version__
+from agent import __version__, compiled
 from agent.app import create_admin_app, create_main, create_metrics, create_monitor, create_tracer
 from agent.config import AgentConfig, parse_listen
 from agent.health.monitor import Monitor
@@ -124,6 +124,7 @@ class Server:
                 "checks": [c.name for c in self.config.checks],
                 "config_source": self.config.source,
                 "event_loop": type(asyncio.get_running_loop()).__module__.split(".")[0],
+                "code": compiled.code,
             },
         )
 

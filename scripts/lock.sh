@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Refreshes the image's lock files (pins + sha256 hashes, installed with --require-hashes):
 #   requirements.lock        the runtime dependencies in pyproject.toml plus the [fast] and [otlp] extras
-#   requirements-build.lock  the build backend ([build-system] requires), for --no-build-isolation
+#   requirements-build.lock  [build-system] requires: setuptools, and mypy (mypyc compiles the request path,
+#                            setup.py) with its own dependencies; the Dockerfile installs it into a build-only
+#                            virtualenv that builds the agent's wheel with --no-build-isolation
 # One universal resolution (uv's --universal) for every supported Python (>= 3.11) and platform:
 # markers keep what only some need (typing-extensions below 3.13, uvloop off Windows), and each
 # pin lists the hashes of all its files on PyPI. Needs uv (`pip install uv`); run from anywhere.

@@ -13,6 +13,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any, get_origin
 from urllib.parse import unquote
 
+from agent.compiled import PURE_ENV
 from agent.config.convert import file_key_hints, is_section
 from agent.config.errors import ConfigError
 from agent.config.schema import CHECK_TYPES, SECTIONS, CommonCheckKeys, ConfigTable, HeaderTable, SecurityHeadersConfig
@@ -22,7 +23,7 @@ EnvKey = tuple[list[str], Any]  # (config path below the section or check, type)
 
 # Kubernetes injects <SERVICE>_SERVICE_HOST / _PORT... for every Service; never take those as config.
 _K8S_SERVICE_ENV = re.compile(r".*_(SERVICE_HOST|SERVICE_PORT(_.*)?|PORT(_\d+_(TCP|UDP|SCTP)(_PROTO|_PORT|_ADDR)?)?)$")
-_NOT_CONFIG_ENV = {"AGENT_CONFIG"}
+_NOT_CONFIG_ENV = {"AGENT_CONFIG", PURE_ENV}
 _SECTIONS_LONGEST_FIRST = sorted([*SECTIONS, "checks"], key=len, reverse=True)
 
 

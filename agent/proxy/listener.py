@@ -17,6 +17,7 @@ import collections
 import logging
 import ssl
 import time
+from typing import Any
 
 import httptools
 
@@ -554,7 +555,8 @@ class MainListener:
             ssl_handshake_timeout=self.ctx.limits.header_timeout_s if tls is not None else None,
         )
         self._sweeper = asyncio.create_task(self._sweep_forever(), name="main-listener-sweeper")
-        address = self.server.sockets[0].getsockname()
+        server: Any = self.server  # uvloop's sockets are a list, typeshed says tuple (compiled code checks it)
+        address = server.sockets[0].getsockname()
         return address[0], address[1]
 
     async def _sweep_forever(self) -> None:

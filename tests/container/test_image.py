@@ -33,28 +33,41 @@ pytestmark = pytest.mark.slow
 DRAIN_DELAY_S = 2.0
 IN_FLIGHT_S = 8.0
 HARDENED = ("--read-only", "--read-only-tmpfs=false", "--cap-drop", "ALL", "--security-opt", "no-new-privileges")
-NOT_IN_THE_IMAGE = ("pip", "setuptools", "pkg_resources", "_distutils_hack", "wheel")
+# The build stage's tools (Dockerfile): the packaging tools, mypy (mypyc) with the dependencies
+# it alone brings (requirements-build.lock; typing_extensions is a runtime dependency too), and
+# the base's own pip, setuptools and wheel.
+PACKAGING = ("pip", "setuptools", "pkg_resources", "_distutils_hack", "wheel")
+NOT_IN_THE_IMAGE = (*PACKAGING, "mypy", "mypyc", "mypy_extensions", "librt", "ast_serialize", "pathspec")
+# Their console scripts, and a C toolchain's programs (gcc, the compiler proper cc1, binutils).
+NO_PROGRAMS = ("pip", "pip3", "mypy", "mypyc", "dmypy", "stubgen", "stubtest")
+NO_PROGRAMS += ("gcc", "cc", "cc1", "c++", "g++", "cpp", "as", "ld", "ld.bfd", "ld.gold")  # not ld.so: glibc's loader
+NO_PROGRAM_PREFIXES = ("pip3.", "gcc-", "g++-", "cpp-", "x86_64-linux-gnu-", "aarch64-linux-gnu-")
 
-# Run inside the image: every place pip, setuptools or their wheels could hide, searched by name.
-FIND_PACKAGING_TOOLS = """
-import importlib.metadata, importlib.util, json, os, sys
-names = sys.argv[1:]
+# Run inside the image: every place those packages, their wheels or those programs could hide,
+# searched by name.
+FIND_BUILD_TOOLS = """
+import importlib.metadata, importlib.util, json, os, re, sys
+wanted = json.loads(sys.argv[1])
+names, programs, prefixes = wanted["packages"], wanted["programs"], tuple(wanted["prefixes"])
+canonical = lambda name: re.sub(r"[-_.]+", "-", name).lower()
 found = {"importable": [n for n in names if importlib.util.find_spec(n)],
-         "distributions": sorted({d.metadata["Name"].lower() for d in importlib.metadata.distributions()} & set(names)),
+         "distributions": sorted({canonical(d.metadata["Name"]) for d in importlib.metadata.distributions()}
+                                 & {canonical(n) for n in names}),
          "files": []}
 for root, dirs, files in os.walk("/"):
     if root in ("/proc", "/sys", "/dev"):
         dirs[:] = []
         continue
     for entry in dirs + files:
-        lower = entry.lower()
+        lower, path = entry.lower(), os.path.join(root, entry)
         if (
             (entry in dirs and lower in names)  # a package directory
+            or (entry in files and lower.endswith(".py") and lower[:-3] in names)  # a single-module package
             or lower.startswith(tuple(n + "-" for n in names))  # *.dist-info, *.whl
-            or lower in ("distutils-precedence.pth", "pip3") or lower.startswith("pip3.")  # console scripts
-            or (entry in files and lower == "pip")
+            or lower == "distutils-precedence.pth"
+            or (entry in files and (lower in programs or lower.startswith(prefixes)) and os.access(path, os.X_OK))
         ):
-            found["files"].append(os.path.join(root, entry))
+            found["files"].append(path)
 print(json.dumps(found))
 """
 
@@ -147,9 +160,23 @@ def test_image_keeps_the_healthcheck_user_ports_and_command(agent_image: BuiltIm
     assert config["StopSignal"] in ("SIGTERM", "15")
 
 
-def test_image_has_no_pip_setuptools_or_pkg_resources(agent_image: BuiltImage):
-    found = json.loads(_python_in(agent_image, FIND_PACKAGING_TOOLS, *NOT_IN_THE_IMAGE))
+def test_image_has_no_build_tools_pip_setuptools_mypy_or_compiler(agent_image: BuiltImage):
+    """The build stage's compiler and build virtualenv stay there; the base's pip and setuptools go."""
+    wanted = {"packages": NOT_IN_THE_IMAGE, "programs": NO_PROGRAMS, "prefixes": NO_PROGRAM_PREFIXES}
+    found = json.loads(_python_in(agent_image, FIND_BUILD_TOOLS, json.dumps(wanted)))
     assert found == {"importable": [], "distributions": [], "files": []}
+
+
+def test_the_image_holds_the_compiled_request_path(agent_image: BuiltImage):
+    """Every module of agent/compiled.py loads from its mypyc extension module, beside its source."""
+    script = (
+        "import importlib, json, agent.compiled as c; mods = [importlib.import_module(m) for m in c.COMPILED_MODULES]; "
+        "print(json.dumps([c.code, [m.__name__ for m in mods if not c.is_compiled(m)], "
+        "[m for m in c.COMPILED_MODULES if not c.source_path(m).is_file()]]))"
+    )
+    code, not_compiled, no_source = json.loads(_python_in(agent_image, script))
+    assert code == "compiled (mypyc)"
+    assert not_compiled == [] and no_source == []
 
 
 def test_image_holds_exactly_the_locked_versions(agent_image: BuiltImage):
@@ -240,6 +267,16 @@ def test_logs_are_json_lines_on_stdout(agent: AgentContainer):
     assert all({"timestamp", "level", "message"} <= set(r) for r in records)
     access = [r for r in records if r["message"] == "request completed" and r.get("path") == "/echo/logged"]
     assert access and access[0]["status"] == 200 and UUID4.match(access[0]["request_id"])
+
+
+def test_the_running_agent_says_it_runs_the_compiled_request_path(agent: AgentContainer, container_report: list[str]):
+    stdout, _ = agent.logs()
+    started = [json.loads(line) for line in stdout.splitlines() if line.strip() and '"agent started"' in line]
+    assert len(started) == 1, stdout[-4000:]
+    assert started[0]["message"] == "agent started"
+    assert started[0]["code"] == "compiled (mypyc)", started[0]
+    assert started[0]["event_loop"] == "uvloop", started[0]
+    container_report.append(f"the agent in the image runs: {started[0]['code']}, {started[0]['event_loop']} event loop")
 
 
 def _run_once(image: BuiltImage, *env: str, args: tuple[str, ...] = ()) -> Any:

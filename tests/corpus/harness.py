@@ -24,10 +24,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
-from unittest import mock
 
 from agent.config import AgentConfig, build_config
-from agent.proxy import listener as listener_module
 from agent.proxy.listener import ClientConnection
 from tests.support.inprocess import in_process_agent
 
@@ -245,30 +243,10 @@ class AgentThread:
         self.accepted: list[ClientConnection] = []  # every client connection, in accept order
         self.max_queued = 0  # longest pipeline queue seen after a read (reset it per case)
         self._thread = threading.Thread(target=self._run, name="corpus-agent", daemon=True)
-        self._patch: Any = None
 
     def __enter__(self) -> AgentThread:
-        # MainListener.start builds connections through the module-level name: a subclass that
-        # only records its instances lets the tests look at queues without touching agent/.
-        accepted = self.accepted
-        owner = self
-
-        class Recorded(listener_module.ClientConnection):
-            def connection_made(self, transport: asyncio.BaseTransport) -> None:
-                accepted.append(self)
-                if len(accepted) > 10000:
-                    del accepted[:5000]
-                super().connection_made(transport)
-
-            def data_received(self, data: bytes) -> None:
-                super().data_received(data)
-                owner.max_queued = max(owner.max_queued, len(self.queue))
-
-        self._patch = mock.patch.object(listener_module, "ClientConnection", Recorded)
-        self._patch.start()
         self._thread.start()
         if not self._ready.wait(10) or self._failure is not None:
-            self._patch.stop()
             raise RuntimeError(f"in-process agent did not start: {self._failure!r}")
         return self
 
@@ -276,7 +254,6 @@ class AgentThread:
         if self._stop is not None:
             self.loop.call_soon_threadsafe(self._stop.set)
         self._thread.join(10)
-        self._patch.stop()
 
     def _run(self) -> None:
         asyncio.set_event_loop(self.loop)
@@ -304,9 +281,19 @@ class AgentThread:
         await self.upstream.start()
         config = corpus_config(self.upstream.port, **self.sections)
         async with in_process_agent(config, _no_admin_client, start_monitor=True) as agent:
-            self.port = int(agent.main_url.rsplit(":", 1)[1])
+            # The agent's own listening socket, opened the way MainListener.start opens it, but each
+            # connection's protocol wrapped in a recorder: the request path may be compiled (mypyc),
+            # so its classes can be neither patched nor subclassed from here.
+            ctx = agent.listener.ctx
+            server = await self.loop.create_server(
+                lambda: RecordedConnection(self, ClientConnection(ctx)), "127.0.0.1", 0, backlog=1024
+            )
+            self.port = server.sockets[0].getsockname()[1]
             self._ready.set()
-            await self._stop.wait()
+            try:
+                await self._stop.wait()
+            finally:
+                server.close()
         await self.upstream.close()
 
     def call(self, fn: Callable[[], T], timeout: float = 5.0) -> T:
@@ -322,6 +309,38 @@ class AgentThread:
         for _ in range(rounds):
             self.call(lambda: None)
             time.sleep(0.001)
+
+
+class RecordedConnection(asyncio.Protocol):
+    """The transport's protocol: hands every call to the agent's ``ClientConnection`` and records
+    the connection (accept order) and its pipeline queue after each read."""
+
+    def __init__(self, owner: AgentThread, conn: ClientConnection) -> None:
+        self.owner = owner
+        self.conn = conn
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        accepted = self.owner.accepted
+        accepted.append(self.conn)
+        if len(accepted) > 10000:
+            del accepted[:5000]
+        self.conn.connection_made(transport)
+
+    def data_received(self, data: bytes) -> None:
+        self.conn.data_received(data)
+        self.owner.max_queued = max(self.owner.max_queued, len(self.conn.queue))
+
+    def eof_received(self) -> bool | None:
+        return self.conn.eof_received()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.conn.connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        self.conn.pause_writing()
+
+    def resume_writing(self) -> None:
+        self.conn.resume_writing()
 
 
 # --------------------------------------------------------------------------- raw client

@@ -50,27 +50,73 @@ def test_runs_as_a_numeric_non_root_user(final: Stage):
 
 def test_final_stage_installs_no_compiler_or_curl(final: Stage):
     text = " ".join(i.args for i in final.instructions if i.keyword in ("RUN", "COPY", "ADD"))
-    for tool in ("curl", "wget", "gcc", "g++", "build-essential", "make", "apt-get install", "pip install"):
+    tools = ("curl", "wget", "gcc", "g++", "build-essential", "make", "apt-get install", "pip install", "mypy", "python3-dev")
+    for tool in tools:
         assert tool not in text, tool
     assert not final.all("ADD"), "COPY only: ADD can fetch URLs and unpack archives"
     copies = [i.args for i in final.all("COPY")]
-    assert any(c.startswith("--from=build /opt/sidecar-agent ") for c in copies)
+    assert [c for c in copies if c.startswith("--from=")] == ["--from=build /opt/sidecar-agent /opt/sidecar-agent"], (
+        "only the runtime virtualenv leaves the build stage: not /opt/build, not the wheel"
+    )
+
+
+def _build_runs() -> list[str]:
+    _, stages = parse_dockerfile(DOCKERFILE)
+    return [" ".join(i.args.split()) for i in stages[0].all("RUN")]
+
+
+def test_build_stage_gets_a_compiler_and_python_headers_only_where_missing():
+    apt = next(r for r in _build_runs() if "apt-get install" in r)
+    assert "apt-get update" in apt and "--no-install-recommends gcc libc6-dev" in apt
+    # python:*-slim has Python's headers; Debian's python3-dev there would bring a second Python.
+    assert '$([ -f "$include/Python.h" ] || echo python3-dev)' in apt
+    assert apt.endswith("rm -rf /var/lib/apt/lists/*")
+
+
+def test_build_tools_live_in_their_own_virtualenv_and_the_runtime_one_never_has_pip():
+    runs = _build_runs()
+    venvs = next(r for r in runs if "-m venv" in r)
+    assert "python -m venv /opt/build" in venvs
+    assert "python -m venv --without-pip /opt/sidecar-agent" in venvs
+    build_lock = next(r for r in runs if "-r requirements-build.lock" in r)
+    assert "/opt/build/bin/pip install --require-hashes --only-binary=:all: -r requirements-build.lock" in build_lock
+    for run in runs:
+        for command in run.split("&&"):
+            if "/opt/sidecar-agent" in command and " install " in command:
+                assert "requirements-build.lock" not in command, "the build tools stay out of the runtime virtualenv"
+                assert command.strip().startswith("/opt/build/bin/pip --python /opt/sidecar-agent/bin/python install "), command
+    assert not any("/opt/sidecar-agent/bin/pip" in r for r in runs), "the runtime virtualenv has no pip to run"
 
 
 def test_build_installs_the_locks_with_hashes_then_the_agent_alone():
-    _, stages = parse_dockerfile(DOCKERFILE)
-    runs = [" ".join(i.args.split()) for i in stages[0].all("RUN")]
-    locked = next(r for r in runs if "--require-hashes" in r)
-    assert "-r requirements.lock" in locked and "-r requirements-build.lock" in locked
-    assert "--only-binary=:all:" in locked, "no dependency is compiled"
-    agent = next(r for r in runs if " install " in r and " . " in f"{r} ")
+    runs = _build_runs()
+    locked = next(r for r in runs if "--require-hashes" in r and "-r requirements.lock" in r)
+    runtime = next(c for c in locked.split("&&") if "-r requirements.lock" in c)
+    assert "--python /opt/sidecar-agent/bin/python install --require-hashes --only-binary=:all:" in runtime
+    assert "--only-binary=:all:" in locked.split("&&")[0], "no dependency (nor build tool) is compiled"
+    agent = next(r for r in runs if " wheel " in r)
+    wheel, install = agent.split("&&")
+    assert wheel.strip().startswith("/opt/build/bin/pip wheel "), "the locked build tools build the wheel"
     for flag in ("--no-deps", "--no-index", "--no-build-isolation"):
-        assert flag in agent, f"the agent is installed {flag}: everything else came from the locks"
-    assert "uninstall --yes setuptools pip" in agent, "the virtualenv leaves the build without pip or setuptools"
+        assert flag in wheel, f"the agent's wheel is built {flag}: everything else came from the locks"
+    assert "-w /wheels" in wheel
+    assert "--no-deps --no-index /wheels/sidecar_agent-" in install, "the agent alone, from the wheel just built"
+    _, stages = parse_dockerfile(DOCKERFILE)
     copies = [i.args.split() for i in stages[0].all("COPY")]
     assert copies.index(["requirements.lock", "requirements-build.lock", "./"]) < copies.index(["agent", "./agent"]), (
-        "the dependency layer comes before the agent's code, so it stays cached"
+        "the dependency layers come before the agent's code, so they stay cached"
     )
+    assert ["pyproject.toml", "setup.py", "README.md", "./"] in copies, "setup.py compiles the request path"
+
+
+def test_the_build_fails_unless_the_compiled_request_path_runs():
+    runs = _build_runs()
+    check = runs[-1]
+    assert check.startswith("/opt/sidecar-agent/bin/python -I -c "), "-I: the installed agent, not /src/agent"
+    for part in ("agent.compiled as c", 'c.code.startswith("compiled")', "sys.exit(not"):
+        assert part in check, part
+    assert "c.is_compiled" in check and "c.COMPILED_MODULES" in check, "every listed module is an extension module"
+    assert runs.index(check) > next(i for i, r in enumerate(runs) if " wheel " in r)
 
 
 def test_final_stage_removes_the_bases_pip_and_setuptools_for_every_python_version(final: Stage):

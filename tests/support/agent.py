@@ -132,6 +132,8 @@ class AgentProcess:
         config["server"] = {"listen": f"127.0.0.1:{self.port}", **config["server"]}
         config.setdefault("admin", {})
         config["admin"] = {"listen": f"127.0.0.1:{self.admin_port}", **config["admin"]}
+        admin_host, admin_port = str(config["admin"]["listen"]).rsplit(":", 1)  # a test may choose its own
+        self.admin_address = ("127.0.0.1" if admin_host in ("0.0.0.0", "") else admin_host.strip("[]"), int(admin_port))
         self.scheme = _scheme(config["server"])
         self.admin_scheme = _scheme(config["admin"])
         self.admin_enabled = config["admin"].get("enabled", True) is not False
@@ -182,7 +184,7 @@ class AgentProcess:
         """True when the admin listener is off or accepts connections (it opens right after the main one)."""
         if not self.admin_enabled:
             return True
-        with socket.create_connection(("127.0.0.1", self.admin_port), timeout=1.0):
+        with socket.create_connection(self.admin_address, timeout=1.0):
             return True
 
     def wait_for(self, path: str, status: int, *, timeout: float, admin: bool = False) -> float:

@@ -6,8 +6,14 @@ from Debian packages: ``debootstrap --variant=minbase`` with python3, python3-ve
 python-is-python3 and ca-certificates, trimmed like a slim image, then ``podman import`` as
 ``docker.io/library/python:<its python>-slim`` so that the Dockerfile's FROM resolves to it. The
 stand-in has Debian's Python in /usr (the real image has its own in /usr/local, with pip); both
-give ``python -m venv`` a working pip, which is all the Dockerfile relies on. It is kept in the
-image store (labelled with its recipe) and made again when the recipe changes or it is a month old.
+give ``python -m venv`` a working pip, and both have apt with their Debian mirror in their sources
+(debootstrap writes the mirror it used), which the build stage uses for gcc. One difference
+remains: python:*-slim ships Python's headers, the stand-in does not. Rather than python3-dev in
+the stand-in, which would put ~60 MB the real base does not have (libpython's static library,
+libc6-dev) into every image built on it and so into the size the tests report, the Dockerfile's
+build stage installs python3-dev itself where Python.h is missing; the final stage never has it.
+The stand-in is kept in the image store (labelled with its recipe, ``_recipe_key``: suite,
+packages, trim) and made again when the recipe changes or it is a month old.
 """
 
 from __future__ import annotations

@@ -55,6 +55,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:  # so ``tests.support`` and ``bench`` import when run from elsewhere
     sys.path.insert(0, str(REPO_ROOT))
 
+from agent import compiled  # noqa: E402
 from bench.probe import CLK_TCK, Children, LoadGenerator, LoadResult, cpu_ticks, pin_prefix, rss_mib  # noqa: E402
 from bench.table import grid, num  # noqa: E402
 from bench.tls.files import KEY_TYPE, TlsFiles, write_tls_files  # noqa: E402
@@ -451,6 +452,7 @@ def start_agent(
     name: str = "agent",
     tls: TlsFiles | None = None,
     tracing: dict[str, Any] | None = None,
+    pure: bool = False,
 ) -> AgentService:
     d = workdir / name
     d.mkdir(mode=0o755)
@@ -462,6 +464,8 @@ def start_agent(
     config_path.write_text(to_toml(config))
     env = {k: v for k, v in os.environ.items() if not k.startswith("AGENT_") and k != "DATABASE_URL"}
     env["PYTHONPATH"] = str(REPO_ROOT)
+    if pure:
+        env[compiled.PURE_ENV] = "1"  # the same sources, not compiled (agent/compiled.py)
     log = d / "agent.log"  # stdout (access log + app log) to a file: what production does with it
     proc = spawn(children, [*pin_prefix(cpu), sys.executable, "-m", "agent", "run", "-c", str(config_path)], log, d, env)
     ready_s = wait_for(name, proc, port, "/health/ready", log, context=tls.client_context() if tls else None)
@@ -744,7 +748,8 @@ def render_table(meta: dict[str, Any], rows: list[dict[str, Any]], extra: dict[s
         f"sidecar-agent proxy benchmark — {meta['runs']} interleaved rounds, {meta['seconds']} s per row, "
         f"{meta['connections']} connections",
         f"proxy under test on CPU {meta['proxy_cpu']}, {upstreams} + load generator on CPU {meta['load_cpu']}; "
-        f"{meta['cpus']} CPUs; Python {meta['python']} ({meta['event_loop']}); agent {meta['agent_version']}; "
+        f"{meta['cpus']} CPUs; Python {meta['python']} ({meta['event_loop']}); "
+        f"agent {meta['agent_version']} ({meta.get('request_path', '?')}); "
         + "; ".join(v for v in (meta["haproxy"], meta["nginx"]) if v),
         "",
     ]
@@ -969,6 +974,11 @@ def start_http_rows(bench: Bench) -> HttpRows:
     rows.append(Row("nginx", "nginx (proxied)", "proxy", ngx_port, PATH, ngx, load, upstream))
     rows.append(Row("direct", "direct to upstream", "direct", up_port, PATH, None, load, upstream))
     rows.append(Row("ready", "agent /health/ready", "health", agent.port, "/health/ready", agent, load, upstream))
+    if compiled.code.startswith("compiled"):
+        progress("starting an agent on the pure-Python request path (AGENT_PURE_PYTHON=1) ...")
+        pure = start_agent(children, workdir, up_port, bench.proxy_cpu, name="agent-pure", pure=True)
+        bench.services.append(pure)
+        rows.insert(1, Row("agent_pure", "agent, pure Python", "proxy", pure.port, PATH, pure, load, upstream))
 
     progress("pre-check: status, body, request ID, trace context and security headers ...")
     for row in rows:
@@ -1206,6 +1216,7 @@ def run(args: argparse.Namespace, children: Children, workdir: Path) -> dict[str
         "cpus": os.cpu_count(),
         "python": platform.python_version(),
         "event_loop": _event_loop(),
+        "request_path": compiled.code,
         "agent_version": _agent_version(),
         "haproxy": _version(["haproxy", "-v"]) if have_haproxy else "HAProxy not installed",
         "nginx": _version(["nginx", "-v"]) if http or tls or tracing else None,

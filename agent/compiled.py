@@ -115,9 +115,10 @@ def choose(environ: dict[str, str] | os._Environ[str] = os.environ) -> str:
     """Decide once, before the compiled modules are imported; install :class:`PureFinder` unless compiled."""
     global code
     built = _built_sources()
+    pure = pure_requested(environ)
     present = built is not None and _extensions_present()
-    digest = {m: source_digest(source_path(m)) for m in built or ()} if present and not pure_requested(environ) else {}
-    code = decide(built, pure_requested(environ), present, digest)
+    digest = {m: source_digest(source_path(m)) for m in built or ()} if present and not pure else {}
+    code = decide(built, pure, present, digest)
     if not code.startswith("compiled"):  # also when a failed build left some extension modules behind
         sys.meta_path.insert(0, PureFinder(COMPILED_MODULES))
     return code

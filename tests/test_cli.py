@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import re
 import signal
 import socket
@@ -20,7 +19,7 @@ from aiohttp import web
 
 from agent import __version__
 from tests.conftest import fast_checks
-from tests.support import REPO_ROOT
+from tests.support import REPO_ROOT, environ_without_agent_config
 from tests.support.agent import AgentProcess, to_toml
 from tests.support.net import free_port
 
@@ -29,7 +28,7 @@ ADMIN_TOKEN = "cli-admin-token-5e2b"
 
 
 def clean_env(extra: dict[str, str] | None = None) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AGENT_") and k != "DATABASE_URL"}
+    env = environ_without_agent_config()
     env["PYTHONPATH"] = str(REPO_ROOT)
     env.update(extra or {})
     return env

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 
+from tests.support import environ_without_agent_config
 from tests.support.agent import REPO_ROOT
 
 
 def test_check_config_accepts_the_shipped_example() -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AGENT_") and k != "DATABASE_URL"}
+    env = environ_without_agent_config()
     env["PYTHONPATH"] = str(REPO_ROOT)
     result = subprocess.run(
         [sys.executable, "-m", "agent", "check-config", "-c", "agent.toml.example"],

@@ -34,7 +34,7 @@ from agent.config import (
     to_public_dict,
 )
 from agent.config.tls import check_tls_files
-from tests.support import REPO_ROOT
+from tests.support import REPO_ROOT, environ_without_agent_config
 from tests.support.agent import AgentProcess, to_toml
 from tests.support.net import free_port
 
@@ -106,7 +106,7 @@ def http_check(config: AgentConfig, name: str) -> HttpSettings:
 
 
 def cli(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("AGENT_") and k != "DATABASE_URL"}
+    clean = environ_without_agent_config()
     return subprocess.run(
         [sys.executable, "-m", "agent", *args],
         cwd=cwd,

@@ -7,6 +7,20 @@ and a kubelet-mounted Secret; ``tls_peer``: a client's view of a handshake), wha
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def environ_without_agent_config(*, keep_database_url: bool = False) -> dict[str, str]:
+    """This process's environment without ``AGENT_*`` config overrides (and ``DATABASE_URL``), for
+    an agent a test starts; ``AGENT_PURE_PYTHON`` stays, so the suite's pure-Python pass reaches
+    the agents it starts as processes too."""
+    from agent.compiled import PURE_ENV
+
+    return {
+        k: v
+        for k, v in os.environ.items()
+        if (k == PURE_ENV or not k.startswith("AGENT_")) and (keep_database_url or k != "DATABASE_URL")
+    }

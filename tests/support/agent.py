@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import http.client
 import json
-import os
 import signal
 import socket
 import ssl
@@ -19,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tests.support import REPO_ROOT
+from tests.support import REPO_ROOT, environ_without_agent_config
 from tests.support.net import free_port
 
 
@@ -141,7 +140,7 @@ class AgentProcess:
         self.config_path.write_text(to_toml(config))
         self.stdout_path = workdir / "stdout.log"
         self.stderr_path = workdir / "stderr.log"
-        self.env = {k: v for k, v in os.environ.items() if not k.startswith("AGENT_")}
+        self.env = environ_without_agent_config(keep_database_url=True)
         self.env.update(env or {})
         self.env["PYTHONPATH"] = str(REPO_ROOT)
         self.process: subprocess.Popen[bytes] | None = None

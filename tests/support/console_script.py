@@ -11,7 +11,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from tests.support import REPO_ROOT
+from tests.support import REPO_ROOT, environ_without_agent_config
 
 
 def console_script_env(tmp_path: Path) -> dict[str, str]:
@@ -30,7 +30,7 @@ def console_script_env(tmp_path: Path) -> dict[str, str]:
         script = bin_dir / "sidecar-agent"
         script.write_text(f"#!{sys.executable}\nimport sys\nfrom {module} import {func}\nsys.exit({func}())\n")
         script.chmod(0o755)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AGENT_") and k != "DATABASE_URL"}
+    env = environ_without_agent_config()
     env["PATH"] = f"{bin_dir}{os.pathsep}{env.get('PATH', '')}"
     env["PYTHONPATH"] = str(REPO_ROOT)
     return env

@@ -27,6 +27,8 @@ from types import ModuleType
 # The modules every proxied request runs through. setup.py reads this tuple (without importing
 # the package), so keep it a literal.
 COMPILED_MODULES = (
+    "agent.metrics.http",
+    "agent.metrics.routes",
     "agent.proxy.access_log",
     "agent.proxy.augment",
     "agent.proxy.context",

@@ -442,7 +442,10 @@ class ClientConnection(asyncio.Protocol):
 def rejection(ctx: ProxyContext, exc: Reject, *, peer: str | None, is_head: bool, https: bool) -> bytes:
     """The answer to a request refused before it had an exchange: counted, logged, JSON.
     ``https``: the connection is the agent's own TLS (a trusted proxy's word is not parsed yet)."""
-    request_id, _, trace_id = exc.ids[:3] if exc.ids is not None else new_ids()
+    if exc.ids is not None:
+        request_id, trace_id = exc.ids.request_id, exc.ids.trace_id
+    else:
+        request_id, _, trace_id = new_ids()
     head, body, error_id = error_answer(ctx.settings, exc.status, exc.code, request_id=request_id, https=https, close=True)
     ctx.metrics.start()
     ctx.metrics.observe("OTHER", "", exc.status, 0.0)  # unparsed: no trustworthy method or path

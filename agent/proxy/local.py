@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import NamedTuple, Protocol
+from typing import Protocol
 
 from agent.health.policy import Snapshot
 from agent.health.render import dumps, health_body, health_json_body, live_body, ready_body, startup_body
@@ -30,12 +30,22 @@ class HealthState(Protocol):
     def liveness_problem(self) -> str | None: ...
 
 
-class LocalAnswer(NamedTuple):
-    status: int
-    content_type: bytes | None
-    body: bytes
-    extra: bytes  # header lines beyond those every answer carries
-    error_code: str | None = None  # answered with the agent's JSON error instead
+class LocalAnswer:
+    __slots__ = ("body", "content_type", "error_code", "extra", "status")
+
+    def __init__(
+        self,
+        status: int,
+        content_type: bytes | None,
+        body: bytes,
+        extra: bytes,  # header lines beyond those every answer carries
+        error_code: str | None = None,  # answered with the agent's JSON error instead
+    ) -> None:
+        self.status = status
+        self.content_type = content_type
+        self.body = body
+        self.extra = extra
+        self.error_code = error_code
 
     def head(self, settings: ProxySettings, request: RequestHead, *, close: bool) -> bytes:
         return local_head(
@@ -64,12 +74,36 @@ def local_answer(settings: ProxySettings, head: RequestHead, state: HealthState,
     if kind == HEALTH:
         return _health(settings, head, state)
     if kind == READY:
-        status, body = ready_body(state.snapshot, state.draining)
+        status, body = _READY.answer(state.snapshot, state.draining)
     elif kind == LIVE:
         status, body = live_body(state.liveness_problem())
     else:
-        status, body = startup_body(state.snapshot)
+        status, body = _STARTUP.answer(state.snapshot, False)
     return LocalAnswer(status, b"application/json", body, head.cors)
+
+
+class SnapshotMemo:
+    """The last answer made from a snapshot: probe after probe reads the same one (the monitor
+    replaces it whole when a check changes), so the body is made once per snapshot."""
+
+    __slots__ = ("_body", "_draining", "_make", "_snapshot", "_status")
+
+    def __init__(self, make: Callable[[Snapshot, bool], tuple[int, bytes]]) -> None:
+        self._make = make
+        self._snapshot: Snapshot | None = None
+        self._draining = False
+        self._status = 0
+        self._body = b""
+
+    def answer(self, snapshot: Snapshot, draining: bool) -> tuple[int, bytes]:
+        if snapshot is not self._snapshot or draining != self._draining:
+            self._status, self._body = self._make(snapshot, draining)
+            self._snapshot, self._draining = snapshot, draining
+        return self._status, self._body
+
+
+_READY = SnapshotMemo(ready_body)
+_STARTUP = SnapshotMemo(lambda snapshot, _draining: startup_body(snapshot))
 
 
 def _health(settings: ProxySettings, head: RequestHead, state: HealthState) -> LocalAnswer:

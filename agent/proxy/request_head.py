@@ -195,6 +195,22 @@ def _scan(
     return hosts, te_values, request_id, traceparent, tracestate, preflight, upgrade
 
 
+_VALID_HOSTS: set[bytes] = set()  # hosts seen valid; clients send the same few over and over
+_VALID_HOSTS_MAX = 256
+
+
+def valid_host(host: bytes) -> bool:
+    """``uri-host[:port]`` (RFC 9112 §3.2); a host once valid is remembered, up to a bound."""
+    if host in _VALID_HOSTS:
+        return True
+    if _HOST.fullmatch(host) is None:
+        return False
+    if len(_VALID_HOSTS) >= _VALID_HOSTS_MAX:
+        _VALID_HOSTS.clear()
+    _VALID_HOSTS.add(host)
+    return True
+
+
 def _validate(settings: ProxySettings, head: RequestHead, hosts: int, te_values: list[bytes], upgrade: bool, ids: Ids) -> None:
     if head.method == b"CONNECT":
         raise Reject("CONNECT is not supported", 405, "METHOD_NOT_ALLOWED", ids=ids)
@@ -202,7 +218,7 @@ def _validate(settings: ProxySettings, head: RequestHead, hosts: int, te_values:
         raise Reject("request target must be origin-form (/path?query)", ids=ids)
     if hosts > 1 or (head.http11 and hosts == 0):
         raise Reject("exactly one Host header is required", ids=ids)
-    if head.host is not None and not _HOST.fullmatch(head.host):
+    if head.host is not None and not valid_host(head.host):
         raise Reject("Host must be uri-host[:port] (RFC 9112 §3.2)", ids=ids)
     if te_values:
         if len(te_values) > 1 or te_values[0].strip().lower() != b"chunked" or not head.http11:
@@ -219,7 +235,7 @@ def _validate(settings: ProxySettings, head: RequestHead, hosts: int, te_values:
 def _agent_parent(ids: Ids, sampled: bool) -> Ids:
     """The ``traceparent`` for the app names the agent's span as its parent, with the decision in
     its flags (W3C Trace Context §3.2)."""
-    return ids._replace(traceparent=f"00-{ids.trace_id}-{ids.span_id}-{'01' if sampled else '00'}")
+    return ids.with_traceparent(f"00-{ids.trace_id}-{ids.span_id}-{'01' if sampled else '00'}")
 
 
 def _allowed_upgrade(settings: ProxySettings, head: RequestHead, value: bytes) -> bytes | None:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import re
-from typing import NamedTuple
 
 DEFAULT_PATTERN = r"^[A-Za-z0-9._:+=/@-]{1,128}$"
 
@@ -25,16 +24,43 @@ _ZERO_PARENT = b"0" * 16
 MAX_TRACEPARENT_BYTES = 512
 
 
-class Ids(NamedTuple):
-    """What a request carries from the agent on: its id, its ``traceparent`` and trace id."""
+class Ids:
+    """What a request carries from the agent on: its id, its ``traceparent`` and trace id.
 
-    request_id: str
-    traceparent: str  # what goes to the app
-    trace_id: str
-    tracestate: bytes | None
-    span_id: str = ""  # a fresh span id: the agent's own span, when it traces
-    parent_id: str | None = None  # the valid incoming traceparent's parent id
-    flags: str | None = None  # and its flags
+    A plain class, not a NamedTuple: compiled, it is built without a Python-level ``__new__``
+    (one per request on both listeners).
+    """
+
+    __slots__ = ("flags", "parent_id", "request_id", "span_id", "trace_id", "traceparent", "tracestate")
+
+    def __init__(
+        self,
+        request_id: str,
+        traceparent: str,  # what goes to the app
+        trace_id: str,
+        tracestate: bytes | None,
+        span_id: str = "",  # a fresh span id: the agent's own span, when it traces
+        parent_id: str | None = None,  # the valid incoming traceparent's parent id
+        flags: str | None = None,  # and its flags
+    ) -> None:
+        self.request_id = request_id
+        self.traceparent = traceparent
+        self.trace_id = trace_id
+        self.tracestate = tracestate
+        self.span_id = span_id
+        self.parent_id = parent_id
+        self.flags = flags
+
+    def with_traceparent(self, traceparent: str) -> Ids:
+        """The same ids with another ``traceparent`` for the app."""
+        return Ids(self.request_id, traceparent, self.trace_id, self.tracestate, self.span_id, self.parent_id, self.flags)
+
+    def fields(self) -> tuple[str, str, str, bytes | None, str, str | None, str | None]:
+        return (self.request_id, self.traceparent, self.trace_id, self.tracestate, self.span_id, self.parent_id, self.flags)
+
+    def __repr__(self) -> str:
+        names = ("request_id", "traceparent", "trace_id", "tracestate", "span_id", "parent_id", "flags")
+        return "Ids(" + ", ".join(f"{name}={value!r}" for name, value in zip(names, self.fields(), strict=True)) + ")"
 
 
 def compile_request_id_pattern(pattern: str) -> re.Pattern[bytes]:

@@ -84,7 +84,7 @@ def test_new_ids_are_uuid4_and_unsampled_traceparents() -> None:
 
 def test_resolve_keeps_valid_values_and_drops_tracestate_without_its_traceparent() -> None:
     ids = resolve_ids(DEFAULT, b"abc", VALID_TP.encode(), b"vendor=1")
-    assert ids[:4] == ("abc", VALID_TP, "4bf92f3577b34da6a3ce929d0e0e4736", b"vendor=1")
+    assert ids.fields()[:4] == ("abc", VALID_TP, "4bf92f3577b34da6a3ce929d0e0e4736", b"vendor=1")
     assert (ids.parent_id, ids.flags) == ("00f067aa0ba902b7", "01") and len(ids.span_id) == 16 and ids.span_id != ids.parent_id
     ids = resolve_ids(DEFAULT, b"bad id", b"garbage", b"vendor=1")
     assert UUID4.match(ids.request_id) and ids.tracestate is None

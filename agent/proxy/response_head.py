@@ -119,17 +119,37 @@ def local_head(
     content_length: int = 0,
     extra: bytes = b"",
 ) -> bytes:
-    """The head of an answer the agent makes itself (health, metrics, preflight, errors)."""
-    return b"%s%s%sCache-Control: no-store\r\n%s: %s\r\n%s%s%s\r\n" % (
+    """The head of an answer the agent makes itself (health, metrics, preflight, errors).
+
+    Made once per kind of answer (status, type, length, extra lines, scheme, close) and kept in
+    ``settings.local_heads`` (bounded): a probe only adds its request id.
+    """
+    key = (status, content_type, content_length, extra, https, close)
+    cache = settings.local_heads
+    parts = cache.get(key)
+    if parts is None:
+        parts = _local_head_parts(settings, status, https, close, content_type, content_length, extra)
+        if len(cache) >= LOCAL_HEADS_MAX:
+            cache.clear()
+        cache[key] = parts
+    return parts[0] + request_id.encode() + parts[1]
+
+
+LOCAL_HEADS_MAX = 256
+
+
+def _local_head_parts(
+    settings: ProxySettings, status: int, https: bool, close: bool, content_type: bytes | None, content_length: int, extra: bytes
+) -> tuple[bytes, bytes]:
+    """What comes before the request id, and after it."""
+    before = b"%s%s%sCache-Control: no-store\r\n%s: " % (
         status_line(status),
         b"Content-Type: %s\r\n" % content_type if content_type is not None else b"",
         b"Content-Length: %d\r\n" % content_length if content_type is not None else b"",
         settings.request_id_name,
-        request_id.encode(),
-        extra,
-        settings.security.encoded(set(), https),
-        b"Connection: close\r\n" if close else b"",
     )
+    after = b"\r\n%s%s%s\r\n" % (extra, settings.security.encoded(set(), https), b"Connection: close\r\n" if close else b"")
+    return before, after
 
 
 def error_answer(
@@ -145,13 +165,9 @@ def error_answer(
 ) -> tuple[bytes, bytes, str]:
     """(head, body, error_id) of the agent's JSON error (SPEC §5)."""
     error_id, body = error_json(code, request_id=request_id, message=message)
-    head = local_head(
-        settings,
-        status,
-        request_id=request_id,
-        https=https,
-        close=close,
-        content_length=len(body),
-        extra=b"X-Error-ID: %s\r\n%s" % (error_id.encode(), extra),
+    # Not through local_head's cache: every error has its own id.
+    before, after = _local_head_parts(
+        settings, status, https, close, b"application/json", len(body), b"X-Error-ID: %s\r\n%s" % (error_id.encode(), extra)
     )
+    head = before + request_id.encode() + after
     return head, body, error_id

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import ssl
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from agent import __version__
 from agent.config import AgentConfig
@@ -87,6 +87,10 @@ class ProxySettings:
     upgrades: frozenset[bytes]  # Upgrade protocol names tunnelled after a 101, lower-case
     forward_client_cert: bool  # X-Forwarded-Client-Cert to the app (Envoy's format)
     tracing: TracingSettings | None  # None: no spans, traceparent forwarded as it came
+    # The heads of the agent's own answers, all but the request id (agent.proxy.response_head.local_head)
+    local_heads: dict[tuple[int, bytes | None, int, bytes, bool, bool], tuple[bytes, bytes]] = field(
+        default_factory=dict, compare=False, repr=False
+    )
 
     def is_trusted(self, peer: str | None) -> bool:
         if not peer or not self.trusted_networks:

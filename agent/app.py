@@ -1,7 +1,7 @@
 """The one place where things are wired together: monitor, metrics, the admin app, the main listener.
 
 The admin app (aiohttp.web, ~14 MiB with the aiohttp package it pulls in) is imported only when
-one is created: with ``admin.enabled = false`` and no ``http`` check, aiohttp is never loaded.
+one is created: with ``admin.enabled = false``, aiohttp is never loaded.
 """
 
 from __future__ import annotations

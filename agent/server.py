@@ -34,7 +34,7 @@ from agent.proxy.listener import MainListener
 from agent.tls import TlsError, TlsListener
 from agent.tracing import Tracer
 
-if TYPE_CHECKING:  # aiohttp is imported only for the admin listener (and the http check)
+if TYPE_CHECKING:  # aiohttp is imported only for the admin listener
     from aiohttp import web
 
 log = logging.getLogger("agent.server")

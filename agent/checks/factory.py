@@ -1,8 +1,8 @@
 """Builds a check from its config; the one place that knows every check type.
 
 Each type's module is imported when a check of that type is built: the clients they use cost
-memory for the agent's whole life (asyncpg ~3 MiB, aiohttp's client ~12 MiB with the admin
-listener off), so a configuration that has no such check never loads them.
+memory for the agent's whole life (asyncpg ~3 MiB), so a configuration that has no such check
+never loads them. The http check needs no client library (``agent.checks.http``).
 """
 
 from __future__ import annotations

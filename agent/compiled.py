@@ -37,6 +37,7 @@ COMPILED_MODULES = (
     "agent.proxy.local",
     "agent.proxy.request_head",
     "agent.proxy.response_head",
+    "agent.proxy.settings",
     "agent.proxy.spans",
     "agent.proxy.tunnel",
     "agent.proxy.upstream",

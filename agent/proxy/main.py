@@ -5,8 +5,9 @@ from __future__ import annotations
 import logging
 
 from agent.config import AgentConfig
+from agent.metrics.http import HttpMetrics
 from agent.proxy.access_log import AccessLog
-from agent.proxy.context import HttpMetricsHook, NoMetrics, ProxyContext
+from agent.proxy.context import NoMetrics, ProxyContext
 from agent.proxy.listener import MainListener
 from agent.proxy.local import HealthState, MetricsPage
 from agent.proxy.settings import proxy_settings
@@ -18,7 +19,7 @@ def create_main_listener(
     config: AgentConfig,
     state: HealthState,
     *,
-    metrics: HttpMetricsHook | None = None,
+    metrics: HttpMetrics | None = None,
     metrics_page: MetricsPage | None = None,
     tracer: Tracer | None = None,
 ) -> MainListener:

@@ -11,9 +11,8 @@ change size under it.
 from __future__ import annotations
 
 import time
-from bisect import bisect_left
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Final
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
@@ -24,15 +23,26 @@ from agent.metrics.routes import RouteFolder
 
 # prometheus_client's defaults, which are also OpenTelemetry's explicit boundaries for
 # http.server.request.duration (semantic-conventions, http-metrics.md).
-DURATION_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0)
+DURATION_BUCKETS_S: Final[tuple[float, ...]] = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0)
 
 # RFC 9110 §9 methods plus PATCH (RFC 5789); anything else is "OTHER" so a client cannot mint
 # label values (OpenTelemetry records those as "_OTHER"; SPEC §6 names it "OTHER").
-KNOWN_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "CONNECT", "TRACE")
-OTHER_METHOD = "OTHER"
-UPSTREAM_ERROR_REASONS = ("connect", "timeout", "reset", "protocol")
-TUNNEL_DIRECTIONS = ("client_to_upstream", "upstream_to_client")
+KNOWN_METHODS: Final[tuple[str, ...]] = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "CONNECT", "TRACE")
+OTHER_METHOD: Final = "OTHER"
+UPSTREAM_ERROR_REASONS: Final[tuple[str, ...]] = ("connect", "timeout", "reset", "protocol")
+TUNNEL_DIRECTIONS: Final[tuple[str, ...]] = ("client_to_upstream", "upstream_to_client")
 Exemplars = dict[tuple[str, str], dict[int, tuple[tuple[str, str], float, float]]]
+
+
+def bucket_index(duration_s: float) -> int:
+    """The first bucket whose bound is at or above ``duration_s`` (``le`` is inclusive), else +Inf's.
+
+    A loop, not ``bisect``: compiled, the bounds stay unboxed, and most requests stop at the first.
+    """
+    for index, bound in enumerate(DURATION_BUCKETS_S):
+        if duration_s <= bound:
+            return index
+    return len(DURATION_BUCKETS_S)
 
 
 class HttpMetrics:
@@ -93,7 +103,7 @@ class HttpMetrics:
         series = self._durations.get((method, route))
         if series is None:
             series = self._durations[(method, route)] = [0.0] * (len(DURATION_BUCKETS_S) + 2)
-        bucket = bisect_left(DURATION_BUCKETS_S, duration_s)  # le is inclusive: bisect_left
+        bucket = bucket_index(duration_s)
         series[bucket] += 1
         series[-1] += duration_s
         if exemplar is not None:

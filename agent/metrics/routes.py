@@ -11,22 +11,23 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from typing import Final
 
-OTHER = "other"
-ID = "{id}"
-DEFAULT_CACHE_SIZE = 8192
+OTHER: Final = "other"
+ID: Final = "{id}"
+DEFAULT_CACHE_SIZE: Final = 8192
 
-_TEMPLATE_PARAM = re.compile(r"^\{[^{}/]*\}$")
-_UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
-_HEX = re.compile(r"^[0-9a-fA-F]+$")
+_TEMPLATE_PARAM: Final = re.compile(r"^\{[^{}/]*\}$")
+_UUID: Final = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+_HEX: Final = re.compile(r"^[0-9a-fA-F]+$")
 # Digits with separators: dates, versions, IP addresses ("2024-01-31", "1.2.3", "10.0.0.1").
-_NUMERIC_ISH = re.compile(r"^[0-9][0-9._:-]*$")
+_NUMERIC_ISH: Final = re.compile(r"^[0-9][0-9._:-]*$")
 # What a route name is made of; anything else ("%", "@", "=", "+", ...) marks a value.
-_WORD = re.compile(r"^[A-Za-z0-9._~:-]*$")
-_HAS_DIGIT = re.compile(r"[0-9]")
-_HAS_LETTER = re.compile(r"[A-Za-z]")
-TOKEN_MIN_CHARS = 16  # ULIDs (26), nanoids (21), base64 tokens; route words with digits are short ("v1", "oauth2")
-LONG_SEGMENT_CHARS = 40  # longer than any sensible route word
+_WORD: Final = re.compile(r"^[A-Za-z0-9._~:-]*$")
+_HAS_DIGIT: Final = re.compile(r"[0-9]")
+_HAS_LETTER: Final = re.compile(r"[A-Za-z]")
+TOKEN_MIN_CHARS: Final = 16  # ULIDs (26), nanoids (21), base64 tokens; route words with digits are short ("v1", "oauth2")
+LONG_SEGMENT_CHARS: Final = 40  # longer than any sensible route word
 
 
 def is_identifier(segment: str) -> bool:
@@ -61,7 +62,7 @@ def _template_pattern(template: str) -> str:
 
 
 # No route template is this long; longer folded paths are scanners or garbage.
-MAX_ROUTE_CHARS = 256
+MAX_ROUTE_CHARS: Final = 256
 
 
 class RouteFolder:

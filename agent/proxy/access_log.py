@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
-from typing import IO, Any
+from typing import IO, Any, Final
 
 import orjson
 
@@ -20,8 +20,8 @@ from agent.rules.access import LOGGER_NAME
 
 __all__ = ["LOGGER_NAME", "AccessLog"]
 
-FLUSH_INTERVAL_S = 0.05
-MAX_PENDING_BYTES = 256 * 1024
+FLUSH_INTERVAL_S: Final = 0.05
+MAX_PENDING_BYTES: Final = 256 * 1024
 
 
 class AccessLog:

@@ -9,7 +9,7 @@ caller decides (a non-JSON 5xx body is replaced; a non-JSON 4xx is never held).
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, Final
 
 import orjson
 
@@ -58,7 +58,7 @@ def augment_error_body(status: int, headers: Headers, body: bytes, *, error_id: 
     return orjson.dumps(data)
 
 
-MAX_HELD_BYTES = 64 * 1024
+MAX_HELD_BYTES: Final = 64 * 1024
 
 
 class HeldError:
@@ -105,7 +105,7 @@ class HeldError:
         return _with_length(self.headers, new_body, keep_type=False), new_body, replaced
 
 
-_REPLACED_BY_JSON = (b"content-type", b"content-length", b"transfer-encoding", b"content-encoding")
+_REPLACED_BY_JSON: Final[tuple[bytes, ...]] = (b"content-type", b"content-length", b"transfer-encoding", b"content-encoding")
 
 
 def _with_length(headers: Headers, body: bytes, *, keep_type: bool) -> Headers:

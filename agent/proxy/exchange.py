@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from agent.proxy.augment import HeldError, is_json
 from agent.proxy.local import local_answer
@@ -31,9 +31,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("agent.proxy")
 
-MAX_PENDING_BODY_BYTES = 256 * 1024
-FORWARD_AFTER_BYTES = 64 * 1024
-RETRY_AFTER = b"Retry-After: 1\r\n"
+MAX_PENDING_BODY_BYTES: Final = 256 * 1024
+FORWARD_AFTER_BYTES: Final = 64 * 1024
+RETRY_AFTER: Final = b"Retry-After: 1\r\n"
 
 
 class Exchange:

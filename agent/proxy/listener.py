@@ -17,7 +17,7 @@ import collections
 import logging
 import ssl
 import time
-from typing import Any
+from typing import Any, Final
 
 import httptools
 
@@ -26,17 +26,17 @@ from agent.proxy.exchange import Exchange
 from agent.proxy.request_head import Reject, RequestHead, parse_request_head, upstream_request_head
 from agent.proxy.response_head import error_answer
 from agent.proxy.settings import ProxyLimits
-from agent.proxy.wire import CONTINUE_100
+from agent.proxy.wire import CONTINUE_100, lower_name, strip_value
 from agent.rules.ids import new_ids
 from agent.tls import ClientCertificate, client_certificate
 
 log = logging.getLogger("agent.proxy")
 
-MAX_PIPELINED = 1024  # bounded anyway: reading pauses once a request waits behind another
-SWEEP_PERIOD_S = 0.25
-NEW_CONNECTION_GRACE_S = 1.0
-LINGER_S = 2.0
-CLOSE_HANDSHAKE_S = 3.0  # for the WebSocket close handshake at shutdown
+MAX_PIPELINED: Final = 1024  # bounded anyway: reading pauses once a request waits behind another
+SWEEP_PERIOD_S: Final = 0.25
+NEW_CONNECTION_GRACE_S: Final = 1.0
+LINGER_S: Final = 2.0
+CLOSE_HANDSHAKE_S: Final = 3.0  # for the WebSocket close handshake at shutdown
 
 
 def head_too_large(reason: str) -> Reject:
@@ -217,7 +217,7 @@ class ClientConnection(asyncio.Protocol):
             if self.head_started is None:  # trailer fields, after the body: not the head
                 raise Reject("trailer section too large")
             raise head_too_large("request head too large" if not too_many else "request header too large or too many headers")
-        self._headers.append((name, value.rstrip(b" \t"), name.lower()))
+        self._headers.append((name, strip_value(value), lower_name(name)))
 
     def on_headers_complete(self) -> None:
         self.requests += 1

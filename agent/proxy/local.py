@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Protocol
+from typing import Final, Protocol
 
 from agent.health.policy import Snapshot
 from agent.health.render import dumps, health_body, health_json_body, live_body, ready_body, startup_body
@@ -102,8 +102,8 @@ class SnapshotMemo:
         return self._status, self._body
 
 
-_READY = SnapshotMemo(ready_body)
-_STARTUP = SnapshotMemo(lambda snapshot, _draining: startup_body(snapshot))
+_READY: Final = SnapshotMemo(ready_body)
+_STARTUP: Final = SnapshotMemo(lambda snapshot, _draining: startup_body(snapshot))
 
 
 def _health(settings: ProxySettings, head: RequestHead, state: HealthState) -> LocalAnswer:

@@ -11,6 +11,7 @@ with a body, and bodies over the limit. Ids are resolved first, so every refusal
 from __future__ import annotations
 
 import re
+from typing import Final
 
 from agent.proxy.settings import PREFLIGHT, ProxySettings
 from agent.proxy.wire import connection_tokens
@@ -21,7 +22,7 @@ from agent.tracing import is_sampled
 Headers = list[tuple[bytes, bytes, bytes]]  # (name, value, lower-case name)
 
 # RFC 3986 host (reg-name or IP literal) with an optional port (RFC 9112 §3.2).
-_HOST = re.compile(rb"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~%!$&'()*+,;=]*)(?::[0-9]{0,5})?")
+_HOST: Final = re.compile(rb"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~%!$&'()*+,;=]*)(?::[0-9]{0,5})?")
 
 
 class Reject(Exception):
@@ -195,8 +196,8 @@ def _scan(
     return hosts, te_values, request_id, traceparent, tracestate, preflight, upgrade
 
 
-_VALID_HOSTS: set[bytes] = set()  # hosts seen valid; clients send the same few over and over
-_VALID_HOSTS_MAX = 256
+_VALID_HOSTS: Final[set[bytes]] = set()  # hosts seen valid; clients send the same few over and over
+_VALID_HOSTS_MAX: Final = 256
 
 
 def valid_host(host: bytes) -> bool:

@@ -7,12 +7,14 @@ Pure: bytes in, bytes out. Every head carries the request id, the security heade
 
 from __future__ import annotations
 
+from typing import Final
+
 from agent.proxy.request_head import Headers, RequestHead
-from agent.proxy.settings import ProxySettings
-from agent.proxy.wire import HOP_BY_HOP, connection_tokens, status_line
+from agent.proxy.settings import DROP, HOP, WATCH, ProxySettings
+from agent.proxy.wire import connection_tokens, status_line
 from agent.rules.errors import error_json
 
-ACAO = b"access-control-allow-origin"
+ACAO: Final = b"access-control-allow-origin"
 
 
 class Framing:
@@ -26,9 +28,9 @@ class Framing:
         self.close = close
 
 
-_CHUNKED = Framing(b"Transfer-Encoding: chunked\r\n", chunked=True)
-_NONE = Framing(b"")
-_UNTIL_CLOSE = Framing(b"", close=True)  # an HTTP/1.0 client: the body ends when the connection closes (RFC 9112 §6.1)
+_CHUNKED: Final = Framing(b"Transfer-Encoding: chunked\r\n", chunked=True)
+_NONE: Final = Framing(b"")
+_UNTIL_CLOSE: Final = Framing(b"", close=True)  # an HTTP/1.0 client: the body ends when the connection closes (RFC 9112 §6.1)
 
 
 def framing(status: int, request: RequestHead, content_length: bytes | None, chunked: bool) -> Framing:
@@ -50,8 +52,7 @@ def proxied_head(
     Hop-by-hop fields (and those named in ``Connection``, RFC 9110 §7.6.1), fingerprints and the
     app's own ``X-Request-ID``/``X-Error-ID`` are dropped before the agent adds its own.
     """
-    dropped = settings.dropped(request.https)
-    watched = settings.watched
+    actions = settings.response_fields[1 if request.https else 0]
     present: set[bytes] = set()
     lines: list[bytes] = []
     lowers: list[bytes] = []
@@ -59,7 +60,8 @@ def proxied_head(
     chunked = False
     connection: list[bytes] | None = None
     for name, value, lower in headers:
-        if lower in HOP_BY_HOP:
+        action = actions.get(lower, 0)
+        if action == HOP:
             if lower == b"content-length":
                 content_length = value
             elif lower == b"transfer-encoding":
@@ -67,9 +69,9 @@ def proxied_head(
             elif lower == b"connection":
                 connection = [value] if connection is None else [*connection, value]
             continue
-        if lower in dropped:
+        if action == DROP:
             continue
-        if lower in watched:
+        if action == WATCH:
             present.add(lower)
         lines.append(b"%s: %s\r\n" % (name, value))
         lowers.append(lower)
@@ -135,7 +137,7 @@ def local_head(
     return parts[0] + request_id.encode() + parts[1]
 
 
-LOCAL_HEADS_MAX = 256
+LOCAL_HEADS_MAX: Final = 256
 
 
 def _local_head_parts(

@@ -9,6 +9,7 @@ from __future__ import annotations
 import ipaddress
 import ssl
 from dataclasses import dataclass, field
+from typing import Final
 
 from agent import __version__
 from agent.config import AgentConfig
@@ -20,7 +21,12 @@ from agent.tls import client_context
 from agent.tracing import ratio_threshold
 
 # Endpoint kinds served by the agent itself on the main listener.
-HEALTH, LIVE, READY, STARTUP, METRICS, PREFLIGHT = "health", "live", "ready", "startup", "metrics", "preflight"
+HEALTH: Final = "health"
+LIVE: Final = "live"
+READY: Final = "ready"
+STARTUP: Final = "startup"
+METRICS: Final = "metrics"
+PREFLIGHT: Final = "preflight"
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -74,6 +80,8 @@ class ProxySettings:
     dropped_plain: frozenset[bytes]
     dropped_https: frozenset[bytes]
     watched: frozenset[bytes]  # names whose presence on a response changes what the agent adds
+    # The three above (and hop-by-hop) as one lookup per response field: (plain, https)
+    response_fields: tuple[dict[bytes, int], dict[bytes, int]]
     cors: Cors
     trusted_networks: tuple[Network, ...]
     local_paths: dict[bytes, str]
@@ -105,10 +113,28 @@ class ProxySettings:
         return self.dropped_https if https else self.dropped_plain
 
 
+# What agent.proxy.response_head.proxied_head does with a response field, by its lower-case name
+# (absent: forwarded as it is).
+HOP: Final = 1
+DROP: Final = 2
+WATCH: Final = 3
+
+
+def field_actions(dropped: frozenset[bytes], watched: frozenset[bytes]) -> dict[bytes, int]:
+    """Hop-by-hop first, then dropped, then watched: the first that applies is the action."""
+    actions = dict.fromkeys(watched, WATCH)
+    actions.update(dict.fromkeys(dropped, DROP))
+    actions.update(dict.fromkeys(HOP_BY_HOP, HOP))
+    return actions
+
+
 def proxy_settings(config: AgentConfig) -> ProxySettings:
     request_id = RequestIdRule(config.request_id.header, config.request_id.pattern)
     security = SecurityHeaders.from_config(config.security_headers)
     own = {request_id.header_lower.encode(), b"x-error-id"}  # the app's values never reach the client
+    dropped_plain = _encoded(security.dropped(False)) | own
+    dropped_https = _encoded(security.dropped(True)) | own
+    watched = _encoded(security.watched) | {b"access-control-allow-origin"}
     return ProxySettings(
         limits=_limits(config),
         upstream=_upstream(config),
@@ -117,9 +143,10 @@ def proxy_settings(config: AgentConfig) -> ProxySettings:
         request_id_lower=request_id.header_lower.encode(),
         request_skip=HOP_BY_HOP | REQUEST_REPLACED | {request_id.header_lower.encode(), b"traceparent"},
         security=security,
-        dropped_plain=_encoded(security.dropped(False)) | own,
-        dropped_https=_encoded(security.dropped(True)) | own,
-        watched=_encoded(security.watched) | {b"access-control-allow-origin"},
+        dropped_plain=dropped_plain,
+        dropped_https=dropped_https,
+        watched=watched,
+        response_fields=(field_actions(dropped_plain, watched), field_actions(dropped_https, watched)),
         cors=Cors.from_config(config.cors),
         trusted_networks=tuple(ipaddress.ip_network(c, strict=False) for c in config.proxy.trusted_proxies),
         local_paths=_local_paths(config),

@@ -6,12 +6,12 @@ Pure: from the request head and what happened to it, a :class:`agent.tracing.Fin
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, Final
 
 from agent.proxy.request_head import RequestHead
 from agent.tracing import FinishedRequest
 
-KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "CONNECT", "TRACE"})
+KNOWN_METHODS: Final = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "CONNECT", "TRACE"})
 
 
 def finished_request(

@@ -19,7 +19,7 @@ import logging
 import os
 import struct
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from agent.proxy.spans import finished_request
 from agent.rules.access import access_event
@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("agent.proxy")
 
-GOING_AWAY = struct.pack("!H", 1001) + b"going away"
+GOING_AWAY: Final = struct.pack("!H", 1001) + b"going away"
 
 
 def close_frame(*, masked: bool) -> bytes:

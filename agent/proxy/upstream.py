@@ -11,15 +11,17 @@ import asyncio
 import collections
 import ssl
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 import httptools
+
+from agent.proxy.wire import lower_name, strip_value
 
 if TYPE_CHECKING:
     from agent.proxy.exchange import Exchange
 
-MAX_RESPONSE_HEAD_BYTES = 64 * 1024
-MAX_RESPONSE_HEADERS = 128
+MAX_RESPONSE_HEAD_BYTES: Final = 64 * 1024
+MAX_RESPONSE_HEADERS: Final = 128
 
 
 class UpstreamProtocolError(Exception):
@@ -132,10 +134,10 @@ class UpstreamConnection(asyncio.Protocol):
         self._head_bytes += len(name) + len(value) + 4
         if self._head_bytes > MAX_RESPONSE_HEAD_BYTES or len(self._headers) >= MAX_RESPONSE_HEADERS:
             raise UpstreamProtocolError("response head too large")
-        lower = name.lower()
+        lower = lower_name(name)
         if lower == b"content-length" or lower == b"transfer-encoding":
             self._framed = True
-        self._headers.append((name, value.rstrip(b" \t"), lower))
+        self._headers.append((name, strip_value(value), lower))
 
     def on_headers_complete(self) -> None:
         status = self.parser.get_status_code()

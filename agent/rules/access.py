@@ -7,14 +7,14 @@ log renderer) keeps CR/LF from starting a new one.
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, Final
 
 from agent.rules.clock import rfc3339
 
-LOGGER_NAME = "agent.access"
-MESSAGE = "request completed"
-MAX_METHOD_CHARS = 16
-MAX_LOGGED_CHARS = 512
+LOGGER_NAME: Final = "agent.access"
+MESSAGE: Final = "request completed"
+MAX_METHOD_CHARS: Final = 16
+MAX_LOGGED_CHARS: Final = 512
 
 
 def access_event(

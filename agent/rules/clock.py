@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import time
+from typing import Final
 
-_last_second: list[object] = [-1, ""]
+_last_second: Final[list[object]] = [-1, ""]
 
 
 def rfc3339(epoch_s: float) -> str:

@@ -10,7 +10,7 @@ a 502 is ``UPSTREAM_UNAVAILABLE`` whoever answered it.
 from __future__ import annotations
 
 import time
-from typing import Any, NamedTuple
+from typing import Any, Final, NamedTuple
 
 import orjson
 
@@ -24,7 +24,7 @@ class ErrorCode(NamedTuple):
     message: str
 
 
-ERROR_CODES: tuple[ErrorCode, ...] = (
+ERROR_CODES: Final[tuple[ErrorCode, ...]] = (
     ErrorCode("BAD_REQUEST", 400, "The request is malformed."),
     ErrorCode("UNAUTHORIZED", 401, "A valid bearer token is required."),
     ErrorCode("FORBIDDEN", 403, "Forbidden."),
@@ -47,11 +47,11 @@ ERROR_CODES: tuple[ErrorCode, ...] = (
     ErrorCode("UPSTREAM_TIMEOUT", 504, "The upstream service did not answer in time."),
 )
 # Fallbacks for statuses without an entry, and for an app's non-JSON 5xx body the agent replaces.
-CLIENT_ERROR = ErrorCode("CLIENT_ERROR", 400, "Request failed.")
-UPSTREAM_ERROR = ErrorCode("UPSTREAM_ERROR", 502, "The upstream service failed.")
+CLIENT_ERROR: Final = ErrorCode("CLIENT_ERROR", 400, "Request failed.")
+UPSTREAM_ERROR: Final = ErrorCode("UPSTREAM_ERROR", 502, "The upstream service failed.")
 
-_BY_CODE = {e.code: e for e in (*ERROR_CODES, CLIENT_ERROR, UPSTREAM_ERROR)}
-_BY_STATUS: dict[int, ErrorCode] = {}
+_BY_CODE: Final = {e.code: e for e in (*ERROR_CODES, CLIENT_ERROR, UPSTREAM_ERROR)}
+_BY_STATUS: Final[dict[int, ErrorCode]] = {}
 for _entry in ERROR_CODES:
     _BY_STATUS.setdefault(_entry.status, _entry)
 

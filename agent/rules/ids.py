@@ -14,14 +14,15 @@ from __future__ import annotations
 
 import os
 import re
+from typing import Final
 
-DEFAULT_PATTERN = r"^[A-Za-z0-9._:+=/@-]{1,128}$"
+DEFAULT_PATTERN: Final = r"^[A-Za-z0-9._:+=/@-]{1,128}$"
 
-_PRINTABLE = re.compile(rb"[\x20-\x7e]*")
-_TRACEPARENT = re.compile(rb"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?")
-_ZERO_TRACE = b"0" * 32
-_ZERO_PARENT = b"0" * 16
-MAX_TRACEPARENT_BYTES = 512
+_PRINTABLE: Final = re.compile(rb"[\x20-\x7e]*")
+_TRACEPARENT: Final = re.compile(rb"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?")
+_ZERO_TRACE: Final = b"0" * 32
+_ZERO_PARENT: Final = b"0" * 16
+MAX_TRACEPARENT_BYTES: Final = 512
 
 
 class Ids:
@@ -141,12 +142,12 @@ class _Entropy:
         self.position = 0
 
 
-_entropy = _Entropy()
+_entropy: Final = _Entropy()
 os.register_at_fork(after_in_child=_entropy.reset)
 
 # RFC 4122 §4.4: the variant's two high bits are 10, so the digit after the third dash is 8-b
 # with the random digit's two low bits kept.
-_VARIANT = {digit: "89ab"[value & 3] for value, digit in enumerate("0123456789abcdef")}
+_VARIANT: Final = {digit: "89ab"[value & 3] for value, digit in enumerate("0123456789abcdef")}
 
 
 def new_ids() -> tuple[str, str, str]:

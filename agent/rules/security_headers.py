@@ -16,12 +16,12 @@ response with none of them), so the proxy concatenates bytes.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 if TYPE_CHECKING:
     from agent.config import SecurityHeadersConfig
 
-HSTS = "strict-transport-security"
+HSTS: Final = "strict-transport-security"
 Pairs = tuple[tuple[str, str], ...]
 
 

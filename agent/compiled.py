@@ -29,6 +29,7 @@ from types import ModuleType
 COMPILED_MODULES = (
     "agent.metrics.http",
     "agent.metrics.routes",
+    "agent.otlp",
     "agent.proxy.access_log",
     "agent.proxy.augment",
     "agent.proxy.context",
@@ -48,6 +49,7 @@ COMPILED_MODULES = (
     "agent.rules.errors",
     "agent.rules.ids",
     "agent.rules.security_headers",
+    "agent.tracing",
 )
 PURE_ENV = "AGENT_PURE_PYTHON"
 PACKAGE_ROOT = Path(__file__).resolve().parent

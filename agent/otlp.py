@@ -144,7 +144,9 @@ class OtlpSender:
     def __init__(self, endpoint: str, headers: Mapping[str, str], timeout_s: float, environ: Mapping[str, str]) -> None:
         import requests
 
-        self._requests = requests
+        # The two exception classes ``send`` tells apart (requests is imported only when tracing is on).
+        self._ssl_error: type[Exception] = requests.exceptions.SSLError
+        self._request_error: type[Exception] = requests.RequestException
         self.endpoint = endpoint
         self.timeout_s = timeout_s
         self._session = requests.Session()
@@ -168,9 +170,9 @@ class OtlpSender:
             retry_after: float | None = None
             try:
                 response = self._session.post(self.endpoint, data=data, timeout=remaining, verify=self._verify, cert=self._cert)
-            except self._requests.exceptions.SSLError:
+            except self._ssl_error:
                 return False  # a certificate that does not verify will not verify in a second either
-            except self._requests.RequestException:
+            except self._request_error:
                 retryable = True
             else:
                 with response:

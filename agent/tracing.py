@@ -88,8 +88,8 @@ class ExportQueue:
         self.dropped = 0  # the queue was full
         self.failed = 0  # spans in batches the collector did not take
         self._warned_at = -WARN_EVERY_S  # one warning a minute about lost spans, whatever the reason
-        self._thread = threading.Thread(target=self._run, name="otlp-export", daemon=True)
-        self._thread.start()
+        self._worker = threading.Thread(target=self._run, name="otlp-export", daemon=True)
+        self._worker.start()
 
     def put(self, span: Any) -> None:
         with self._wake:
@@ -111,8 +111,8 @@ class ExportQueue:
         with self._wake:
             self._stopping = True
             self._wake.notify()
-        self._thread.join(timeout_s)
-        return not self._thread.is_alive()
+        self._worker.join(timeout_s)
+        return not self._worker.is_alive()
 
     def _run(self) -> None:
         while True:

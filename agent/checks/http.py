@@ -111,7 +111,7 @@ class HttpProbe:
                 self.host, self.port, ssl=self.tls, server_hostname=self.host if self.tls else None, limit=READ_BYTES
             )
         except OSError as exc:
-            raise ConnectionError(f"Cannot connect to {self.host}:{self.port}: {exc.strerror or exc}") from None
+            raise ConnectionError(f"Cannot connect to host {self.host}:{self.port}: {exc.strerror or exc}") from None
 
     async def _exchange(self, conn: tuple[asyncio.StreamReader, asyncio.StreamWriter]) -> tuple[int, bool]:
         """(status, whether the connection may carry the next check); closes ``conn`` on any failure."""

@@ -24,8 +24,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import ModuleType
 
-# The modules every proxied request runs through. setup.py reads this tuple (without importing
-# the package), so keep it a literal.
+# The modules every proxied request runs through (the tracer and its encoder: every traced one).
+# setup.py reads this tuple (without importing the package), so keep it a literal.
 COMPILED_MODULES = (
     "agent.metrics.http",
     "agent.metrics.routes",

@@ -76,11 +76,8 @@ class ProxySettings:
     # Request fields never passed on as they came: hop-by-hop, replaced, and the agent's own ids.
     request_skip: frozenset[bytes]
     security: SecurityHeaders
-    # Response header names (lower-case bytes) the agent drops, by "request was HTTPS".
-    dropped_plain: frozenset[bytes]
-    dropped_https: frozenset[bytes]
-    watched: frozenset[bytes]  # names whose presence on a response changes what the agent adds
-    # The three above (and hop-by-hop) as one lookup per response field: (plain, https)
+    # What happens to each response field, by lower-case name (HOP, DROP, WATCH below; absent:
+    # forwarded), for a plain request and an HTTPS one: one lookup per field.
     response_fields: tuple[dict[bytes, int], dict[bytes, int]]
     cors: Cors
     trusted_networks: tuple[Network, ...]
@@ -109,9 +106,6 @@ class ProxySettings:
             return False
         return any(address in network for network in self.trusted_networks)
 
-    def dropped(self, https: bool) -> frozenset[bytes]:
-        return self.dropped_https if https else self.dropped_plain
-
 
 # What agent.proxy.response_head.proxied_head does with a response field, by its lower-case name
 # (absent: forwarded as it is).
@@ -121,7 +115,8 @@ WATCH: Final = 3
 
 
 def field_actions(dropped: frozenset[bytes], watched: frozenset[bytes]) -> dict[bytes, int]:
-    """Hop-by-hop first, then dropped, then watched: the first that applies is the action."""
+    """Hop-by-hop first, then dropped (fingerprints, the app's own ids), then watched (names whose
+    presence changes what the agent adds): the first that applies is the action."""
     actions = dict.fromkeys(watched, WATCH)
     actions.update(dict.fromkeys(dropped, DROP))
     actions.update(dict.fromkeys(HOP_BY_HOP, HOP))
@@ -143,9 +138,6 @@ def proxy_settings(config: AgentConfig) -> ProxySettings:
         request_id_lower=request_id.header_lower.encode(),
         request_skip=HOP_BY_HOP | REQUEST_REPLACED | {request_id.header_lower.encode(), b"traceparent"},
         security=security,
-        dropped_plain=dropped_plain,
-        dropped_https=dropped_https,
-        watched=watched,
         response_fields=(field_actions(dropped_plain, watched), field_actions(dropped_https, watched)),
         cors=Cors.from_config(config.cors),
         trusted_networks=tuple(ipaddress.ip_network(c, strict=False) for c in config.proxy.trusted_proxies),

@@ -65,14 +65,22 @@ async def check(probe: HttpProbe) -> tuple[Status, str | None]:
     return result.status, result.message
 
 
-async def test_one_connection_carries_every_check_and_the_request_is_plain(serve) -> None:
-    raw, url = await serve(lambda n: OK)
+async def checks(url: str, times: int, *, pause_s: float = 0.0) -> list[tuple[Status, str | None]]:
+    """``times`` checks by one probe (``pause_s`` apart), then the probe closed."""
     probe = HttpProbe(url, ((200, 299),))
+    results = []
     try:
-        for _ in range(3):
-            assert await check(probe) == (Status.PASS, None)
+        for _ in range(times):
+            results.append(await check(probe))
+            await asyncio.sleep(pause_s)
     finally:
         await probe.close()
+    return results
+
+
+async def test_one_connection_carries_every_check_and_the_request_is_plain(serve) -> None:
+    raw, url = await serve(lambda n: OK)
+    assert await checks(url, 3) == [(Status.PASS, None)] * 3
     assert raw.connections == 1
     assert raw.heads[0].startswith(b"GET /healthz?deep=1 HTTP/1.1\r\nHost: 127.0.0.1:")
     assert b"User-Agent: sidecar-agent-check\r\n" in raw.heads[0]
@@ -80,13 +88,8 @@ async def test_one_connection_carries_every_check_and_the_request_is_plain(serve
 
 async def test_a_connection_the_server_closed_is_replaced_without_a_failure(serve) -> None:
     raw, url = await serve(lambda n: OK, close_after=1)
-    probe = HttpProbe(url, ((200, 299),))
-    try:
-        for _ in range(3):
-            assert (await check(probe))[0] is Status.PASS
-            await asyncio.sleep(0.05)  # the server's FIN arrives while the connection is idle
-    finally:
-        await probe.close()
+    # 50 ms apart: the server's FIN arrives while the connection is idle
+    assert [status for status, _ in await checks(url, 3, pause_s=0.05)] == [Status.PASS] * 3
     assert raw.connections == 3
 
 
@@ -102,52 +105,30 @@ async def test_a_connection_the_server_closed_is_replaced_without_a_failure(serv
 )
 async def test_framings_pass_and_only_a_whole_keep_alive_response_keeps_the_connection(serve, answer, reused) -> None:
     raw, url = await serve(lambda n: answer, close_after=1 if not reused else None)
-    probe = HttpProbe(url, ((200, 299),))
-    try:
-        assert (await check(probe))[0] is Status.PASS
-        assert (await check(probe))[0] is Status.PASS
-    finally:
-        await probe.close()
+    assert [status for status, _ in await checks(url, 2)] == [Status.PASS] * 2
     assert raw.connections == (1 if reused else 2)
 
 
 async def test_a_large_body_is_not_read_to_its_end_and_the_connection_is_not_reused(serve) -> None:
     size = 4 * MAX_BODY_BYTES
     raw, url = await serve(lambda n: b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % size + b"x" * size)
-    probe = HttpProbe(url, ((200, 299),))
-    try:
-        assert (await check(probe))[0] is Status.PASS
-        assert (await check(probe))[0] is Status.PASS
-    finally:
-        await probe.close()
+    assert [status for status, _ in await checks(url, 2)] == [Status.PASS] * 2
     assert raw.connections == 2
 
 
 async def test_unexpected_status_and_redirects_not_followed(serve) -> None:
     raw, url = await serve(lambda n: b"HTTP/1.1 302 Found\r\nLocation: /elsewhere\r\nContent-Length: 0\r\n\r\n")
-    probe = HttpProbe(url, ((200, 299),))
-    try:
-        assert await check(probe) == (Status.FAIL, "unexpected status 302")
-    finally:
-        await probe.close()
+    assert await checks(url, 1) == [(Status.FAIL, "unexpected status 302")]
     assert len(raw.heads) == 1
 
 
 async def test_garbage_and_silence_fail_with_a_reason(serve) -> None:
     _, url = await serve(lambda n: b"SSH-2.0-OpenSSH_9.2\r\n")
-    probe = HttpProbe(url, ((200, 299),))
-    try:
-        status, message = await check(probe)
-        assert status is Status.FAIL and message is not None and "invalid HTTP response" in message
-    finally:
-        await probe.close()
+    [(status, message)] = await checks(url, 1)
+    assert status is Status.FAIL and message is not None and "invalid HTTP response" in message
     _, url = await serve(lambda n: b"", close_after=1)
-    probe = HttpProbe(url, ((200, 299),))
-    try:
-        status, message = await check(probe)
-        assert status is Status.FAIL and message is not None and "closed before a response" in message
-    finally:
-        await probe.close()
+    [(status, message)] = await checks(url, 1)
+    assert status is Status.FAIL and message is not None and "closed before a response" in message
 
 
 async def test_unix_socket(tmp_path: Path) -> None:

@@ -215,10 +215,13 @@ class AgentProcess:
         return out + err
 
     def log_records(self) -> list[dict[str, Any]]:
-        """Every stdout line parsed as JSON (a line that is not JSON fails the test), split on
-        ``\n`` only, as a log shipper splits them: a CR or U+2028 in a value must not cut a line."""
+        """Every complete stdout line parsed as JSON (a line that is not JSON fails the test), split
+        on ``\n`` only, as a log shipper splits them: a CR or U+2028 in a value must not cut a line.
+        Text after the last ``\n`` is a line still being written (a read can land mid-``write``),
+        so it waits for the next call, as a shipper tailing the file waits for the newline."""
         data = self.stdout_path.read_bytes() if self.stdout_path.exists() else b""
-        return [json.loads(line) for line in data.split(b"\n") if line.strip()]
+        complete = data[: data.rfind(b"\n") + 1]
+        return [json.loads(line) for line in complete.split(b"\n") if line.strip()]
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:

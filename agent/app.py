@@ -1,7 +1,7 @@
 """The one place where things are wired together: monitor, metrics, the admin app, the main listener.
 
-The admin app (aiohttp.web, ~14 MiB with the aiohttp package it pulls in) is imported only when
-one is created: with ``admin.enabled = false``, aiohttp is never loaded.
+The admin app is imported only when one is created (``admin.enabled``); neither listener loads
+aiohttp (the demo app and the tests do).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from agent.secrets import Redactor
 from agent.tracing import Tracer
 
 if TYPE_CHECKING:
-    from aiohttp import web
+    from agent.admin.app import AdminApp
 
 __all__ = ["create_admin_app", "create_main", "create_metrics", "create_monitor", "create_tracer"]
 
@@ -43,7 +43,7 @@ def create_monitor(config: AgentConfig) -> Monitor:
 
 def create_admin_app(
     config: AgentConfig, monitor: Monitor, registry: CollectorRegistry, *, tunnels_open: Callable[[], int] = lambda: 0
-) -> web.Application:
+) -> AdminApp:
     """The admin listener's app (:func:`agent.admin.app.create_admin_app`), imported on first use."""
     from agent.admin.app import create_admin_app as build
 

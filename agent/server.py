@@ -34,8 +34,8 @@ from agent.proxy.listener import MainListener
 from agent.tls import TlsError, TlsListener
 from agent.tracing import Tracer
 
-if TYPE_CHECKING:  # aiohttp is imported only for the admin listener
-    from aiohttp import web
+if TYPE_CHECKING:  # imported only when the admin listener is on
+    from agent.admin.http import AdminServer
 
 log = logging.getLogger("agent.server")
 
@@ -43,19 +43,7 @@ ADMIN_SHUTDOWN_TIMEOUT_S = 2.0
 
 
 class StartupError(Exception):
-    """The agent cannot start (port in use, wrong HTTP parser); ``str()`` is the one-line reason."""
-
-
-def require_c_http_parser() -> None:
-    """aiohttp's pure-Python parser is laxer and slower; refuse to serve the admin listener with it."""
-    from aiohttp import http_parser
-
-    c_parser = getattr(http_parser, "HttpRequestParserC", None)
-    if c_parser is None or http_parser.HttpRequestParser is not c_parser:
-        raise StartupError(
-            "aiohttp's C HTTP parser is not in use (AIOHTTP_NO_EXTENSIONS set, or a build without "
-            "extensions); reinstall aiohttp from a wheel and unset AIOHTTP_NO_EXTENSIONS"
-        )
+    """The agent cannot start (port in use, bad certificate); ``str()`` is the one-line reason."""
 
 
 class Server:
@@ -64,7 +52,7 @@ class Server:
         self.monitor: Monitor = create_monitor(config)
         self._stop = asyncio.Event()
         self._signals_seen = 0
-        self._runners: list[web.AppRunner] = []
+        self._admin: AdminServer | None = None
         self._main: MainListener | None = None
         self._on_started = on_started
         self.addresses: dict[str, tuple[str, int]] = {}
@@ -88,16 +76,14 @@ class Server:
         return 0
 
     async def startup(self) -> None:
-        if self.config.admin.enabled:
-            require_c_http_parser()  # the admin listener is aiohttp; the main listener is llhttp
         self.tls = tls_listeners(self.config)
         registry, http_metrics = create_metrics(self.config, self.monitor)
         if self.tls:
             registry.register(TlsCollector(self.tls.values()))
         self.tracer = create_tracer(self.config, registry)
         self._main = create_main(self.config, self.monitor, registry, http_metrics, self.tracer)
-        # Both apps are built before either binds (the admin app imports aiohttp.web, ~0.1 s), so the
-        # listeners open back to back: nothing sees the main port answer while the admin port refuses.
+        # Both apps are built before either binds, so the listeners open back to back: nothing sees
+        # the main port answer while the admin port refuses.
         admin_app = None
         if self.config.admin.enabled:
             admin_app = create_admin_app(self.config, self.monitor, registry, tunnels_open=lambda: http_metrics.tunnels_open)
@@ -109,7 +95,14 @@ class Server:
             self._main = None
             raise StartupError(f"main listener {self.config.server.listen}: {exc.strerror or exc}") from None
         if admin_app is not None:
-            await self._listen("admin", admin_app, self.config.admin.listen, ADMIN_SHUTDOWN_TIMEOUT_S)
+            self._admin = admin_app.server()
+            admin_tls = self.tls.get("admin")
+            host, port = parse_listen(self.config.admin.listen)
+            try:
+                self.addresses["admin"] = await self._admin.start(host, port, tls=admin_tls.context if admin_tls else None)
+            except OSError as exc:
+                self._admin = None
+                raise StartupError(f"admin listener {self.config.admin.listen}: {exc.strerror or exc}") from None
         self.monitor.start()
         if self.tls:
             self._reloader = asyncio.create_task(self._reload_certificates(), name="tls-reloader")
@@ -127,24 +120,6 @@ class Server:
                 "code": compiled.code,
             },
         )
-
-    async def _listen(self, name: str, app: web.Application, listen: str, shutdown_timeout_s: float) -> None:
-        from aiohttp import web
-
-        runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=shutdown_timeout_s)
-        await runner.setup()
-        self._runners.append(runner)
-        host, port = parse_listen(listen)
-        tls = self.tls.get(name)
-        site = web.TCPSite(runner, host, port, reuse_address=True, backlog=1024, ssl_context=tls.context if tls else None)
-        try:
-            await site.start()
-        except OSError as exc:
-            raise StartupError(f"{name} listener {listen}: {exc.strerror or exc}") from None
-        server = site._server  # aiohttp exposes the bound sockets only here
-        sockets = getattr(server, "sockets", None) or []
-        bound = sockets[0].getsockname() if sockets else (host, port)
-        self.addresses[name] = (bound[0], bound[1])
 
     def request_stop(self, reason: str = "requested") -> None:
         """Begin the drain, as a first SIGTERM does."""
@@ -209,9 +184,9 @@ class Server:
         if self._main is not None:
             await self._main.close(self.config.server.shutdown_timeout_s)
             self._main = None
-        for runner in self._runners:
-            await runner.cleanup()
-        self._runners.clear()
+        if self._admin is not None:
+            await self._admin.close(ADMIN_SHUTDOWN_TIMEOUT_S)
+            self._admin = None
 
 
 def tls_listeners(config: AgentConfig) -> dict[str, TlsListener]:

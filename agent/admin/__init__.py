@@ -1,5 +1,6 @@
-"""The admin listener (SPEC §2): aiohttp adapters over ``agent.rules`` and the admin routes.
+"""The admin listener (SPEC §2): its own small HTTP server, adapters over ``agent.rules``, the admin routes.
 
-``app`` builds the application; ``context``, ``access_log`` and ``errors`` are its middlewares,
-``hooks`` its response hooks, ``auth`` the token; ``health``, ``metrics`` and ``status`` its routes.
+``http`` is the server (llhttp, keep-alive, deadlines) and its request and response; ``app`` the
+application every request passes (ids, access log, errors, the change gate of ``auth``, the
+response ``hooks``); ``health``, ``metrics``, ``log_level`` and ``status`` its routes.
 """

@@ -1,7 +1,8 @@
 """Who may use the admin listener: reads behind ``admin.token`` when it is set, changes closed by default.
 
-The rule is one pure function, :func:`admin_access`; :class:`AdminAuth` adapts it to aiohttp, as
-:meth:`AdminAuth.require` for a route and :attr:`AdminAuth.middleware` for every change.
+The rule is one pure function, :func:`admin_access`; :class:`AdminAuth` applies it to a request,
+as :meth:`AdminAuth.require` for a route and :meth:`AdminAuth.refusal`, which
+:class:`agent.admin.app.AdminApp` asks for every change.
 
 - **Changes** (every method but ``GET`` and ``HEAD``: drain, undrain, any route added later) are
   closed by default (SPEC §10). With ``admin.token`` set they need the token from every peer,
@@ -33,16 +34,17 @@ import enum
 import hashlib
 import hmac
 import ipaddress
+from collections.abc import Awaitable, Callable
 from urllib.parse import urlsplit
 
-from aiohttp import web
-from aiohttp.typedefs import Handler, Middleware
-
 from agent.admin.errors import error_response
+from agent.admin.http import Request, Response
 
 COOKIE_NAME = "agent_admin"
 _COOKIE_CONTEXT = b"sidecar-agent admin cookie v1"
-_SAFE_METHODS = frozenset({"GET", "HEAD"})
+SAFE_METHODS = frozenset({"GET", "HEAD"})
+
+Handler = Callable[[Request], Awaitable[Response]]
 
 TOKEN_REQUIRED = "A valid bearer token is required (browsers: open status?token=<token> once)."
 LOOPBACK_ONLY = (
@@ -87,30 +89,29 @@ class AdminAuth:
     def __init__(self, token: bytes) -> None:
         self._token = token
         self._cookie = hmac.new(token, _COOKIE_CONTEXT, hashlib.sha256).hexdigest().encode() if token else b""
-        self.middleware: Middleware = self._make_middleware()
 
     @property
     def is_enabled(self) -> bool:
         return bool(self._token)
 
-    def allows(self, request: web.Request) -> bool:
+    def allows(self, request: Request) -> bool:
         return not self._token or self._has_credentials(request)
 
     @staticmethod
-    def is_cross_origin(request: web.Request) -> bool:
+    def is_cross_origin(request: Request) -> bool:
         """A state-changing request a browser sent from another origin."""
-        return request.method not in _SAFE_METHODS and "Origin" in request.headers and not _is_same_origin(request)
+        return request.method not in SAFE_METHODS and "Origin" in request.headers and not _is_same_origin(request)
 
     def token_matches(self, given: str) -> bool:
         return bool(self._token) and hmac.compare_digest(given.encode(), self._token)
 
-    def set_cookie(self, response: web.StreamResponse) -> None:
-        response.set_cookie(COOKIE_NAME, self._cookie.decode(), path="/", httponly=True, samesite="Strict")
+    def set_cookie(self, response: Response) -> None:
+        response.set_cookie(COOKIE_NAME, self._cookie.decode(), path="/", http_only=True, same_site="Strict")
 
-    def refusal(self, request: web.Request) -> web.Response | None:
+    def refusal(self, request: Request) -> Response | None:
         """The 401 or 403 :func:`admin_access` decides for ``request``, or None when it may go on."""
         access = admin_access(
-            is_change=request.method not in _SAFE_METHODS,
+            is_change=request.method not in SAFE_METHODS,
             peer=peer_host(request),
             is_token_set=self.is_enabled,
             has_credentials=self.is_enabled and self._has_credentials(request),
@@ -125,51 +126,36 @@ class AdminAuth:
     def require(self, handler: Handler) -> Handler:
         """``handler`` behind :meth:`refusal`: the token when set (401 JSON with ``WWW-Authenticate``), no CSRF (403)."""
 
-        async def guarded(request: web.Request) -> web.StreamResponse:
+        async def guarded(request: Request) -> Response:
             refused = self.refusal(request)
             return refused if refused is not None else await handler(request)
 
         return guarded
 
-    def _make_middleware(self) -> Middleware:
-        """Every change on the admin listener, whichever route it is (a future ``PUT /admin/log-level``
-        too), goes through :meth:`refusal`; a 404 or 405 changes nothing and is answered as it is."""
-
-        @web.middleware
-        async def admin_changes(request: web.Request, handler: Handler) -> web.StreamResponse:
-            if request.method in _SAFE_METHODS or request.match_info.http_exception is not None:
-                return await handler(request)
-            refused = self.refusal(request)
-            return refused if refused is not None else await handler(request)
-
-        return admin_changes
-
-    def _has_credentials(self, request: web.Request) -> bool:
+    def _has_credentials(self, request: Request) -> bool:
         if has_bearer_token(request, self._token):
             return True
         if not self._has_cookie(request):
             return False
-        return request.method in _SAFE_METHODS or _is_same_origin(request)
+        return request.method in SAFE_METHODS or _is_same_origin(request)
 
-    def _has_cookie(self, request: web.Request) -> bool:
-        given = request.cookies.get(COOKIE_NAME)
+    def _has_cookie(self, request: Request) -> bool:
+        given = request.cookie(COOKIE_NAME)
         return given is not None and hmac.compare_digest(given.encode(), self._cookie)
 
 
-def peer_host(request: web.Request) -> str | None:
-    """The socket peer's address: never ``request.remote``, which a forwarded-headers middleware may rewrite."""
-    transport = request.transport
-    peername = transport.get_extra_info("peername") if transport is not None else None
-    return str(peername[0]) if isinstance(peername, (tuple, list)) and peername else None
+def peer_host(request: Request) -> str | None:
+    """The socket peer's address: never a header's word."""
+    return request.peer
 
 
-def has_bearer_token(request: web.Request, token: bytes) -> bool:
+def has_bearer_token(request: Request, token: bytes) -> bool:
     """``Authorization: Bearer <token>``, compared in constant time."""
-    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+    scheme, _, given = (request.headers.get("Authorization") or "").partition(" ")
     return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), token)
 
 
-def unauthorized(request: web.Request, message: str = TOKEN_REQUIRED) -> web.Response:
+def unauthorized(request: Request, message: str = TOKEN_REQUIRED) -> Response:
     return error_response(
         request,
         401,
@@ -179,9 +165,9 @@ def unauthorized(request: web.Request, message: str = TOKEN_REQUIRED) -> web.Res
     )
 
 
-def _is_same_origin(request: web.Request) -> bool:
+def _is_same_origin(request: Request) -> bool:
     """The ``Origin`` header names the host the request was sent to (any scheme: TLS may end in front)."""
-    origin = request.headers.get("Origin", "")
+    origin = request.headers.get("Origin") or ""
     if not origin or origin == "null":
         return False
     return urlsplit(origin).netloc.lower() == request.host.lower()

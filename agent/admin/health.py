@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-from aiohttp import web
-
+from agent.admin.http import Request, Response
 from agent.health.monitor import Monitor
 from agent.health.render import (
     dumps,
@@ -17,18 +17,21 @@ from agent.health.render import (
     startup_body,
 )
 
+if TYPE_CHECKING:
+    from agent.admin.app import AdminApp
+
 HEALTH_JSON = "application/health+json"
 NO_STORE = {"Cache-Control": "no-store"}
 
-DetailPolicy = Callable[[web.Request], str]
+DetailPolicy = Callable[[Request], str]
 
 
-def _json(status: int, body: bytes, content_type: str = "application/json") -> web.Response:
-    return web.Response(body=body, status=status, content_type=content_type, headers=NO_STORE)
+def _json(status: int, body: bytes, content_type: str = "application/json") -> Response:
+    return Response(status, body, content_type=content_type, headers=NO_STORE)
 
 
 def add_health_routes(
-    app: web.Application,
+    app: AdminApp,
     monitor: Monitor,
     *,
     prefix: str,
@@ -39,19 +42,19 @@ def add_health_routes(
 ) -> None:
     """Register ``{prefix}``, ``{prefix}/live``, ``/ready`` and ``/startup`` (GET and HEAD)."""
 
-    async def live(request: web.Request) -> web.Response:
+    async def live(request: Request) -> Response:
         return _json(*live_body(monitor.liveness_problem()))
 
-    async def ready(request: web.Request) -> web.Response:
+    async def ready(request: Request) -> Response:
         return _json(*ready_body(monitor.snapshot, monitor.draining))
 
-    async def startup(request: web.Request) -> web.Response:
+    async def startup(request: Request) -> Response:
         return _json(*startup_body(monitor.snapshot))
 
-    async def health(request: web.Request) -> web.Response:
+    async def health(request: Request) -> Response:
         level = detail(request)
-        exclude = frozenset(request.query.getall("exclude", ())) if allow_exclude else frozenset()
-        if HEALTH_JSON in request.headers.get("Accept", ""):
+        exclude = frozenset(request.query_all("exclude")) if allow_exclude else frozenset()
+        if HEALTH_JSON in ",".join(request.headers.getall("Accept")):
             code, body = health_json_body(
                 monitor.snapshot, detail=level, version=version, check_types=check_types, exclude=exclude
             )
@@ -68,4 +71,4 @@ def add_health_routes(
         return _json(code, dumps(body))
 
     for path, handler in ((prefix, health), (f"{prefix}/live", live), (f"{prefix}/ready", ready), (f"{prefix}/startup", startup)):
-        app.router.add_get(path, handler, allow_head=True)
+        app.get(path, handler)

@@ -1,56 +1,33 @@
-"""``on_response_prepare`` hooks of the admin listener: the request id and the security headers.
+"""What every response of the admin listener gets before its head is written: the request id and
+the security headers.
 
-They run after aiohttp adds ``Server`` and before the head is written, so they reach every
-response the admin listener sends: handlers', streamed ones, and the JSON errors of
-``agent.admin.errors``. Both are adapters: the id comes from the request context middleware, the
-headers from :class:`agent.rules.security_headers.SecurityHeaders`, applied to
-``response.headers`` exactly as the main listener applies it to bytes.
+Both reach every response: handlers', and the JSON errors of ``agent.admin.errors``. Both are
+adapters: the id comes from the request's :class:`~agent.rules.ids.Ids`, the headers from
+:class:`agent.rules.security_headers.SecurityHeaders`, applied to ``response.headers`` exactly as
+the main listener applies it to bytes.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-
-from aiohttp import web
-
-from agent.admin.context import request_id_of
-from agent.config import SecurityHeadersConfig
+from agent.admin.http import Response
 from agent.rules.security_headers import SecurityHeaders
 
-ResponseHook = Callable[[web.Request, web.StreamResponse], Awaitable[None]]
 
-
-def make_request_id_hook(header: str) -> ResponseHook:
+def add_request_id(response: Response, header: str, request_id: str) -> None:
     """The request's id on the response, as the one value of ``header``."""
-
-    async def add_request_id(request: web.Request, response: web.StreamResponse) -> None:
-        request_id = request_id_of(request)
-        if request_id is not None:
-            response.headers[header] = request_id
-
-    return add_request_id
+    response.headers.set(header, request_id)
 
 
-def security_headers_rule(config: SecurityHeadersConfig) -> SecurityHeaders:
-    return SecurityHeaders.from_config(config)
-
-
-def make_security_headers_hook(rule: SecurityHeaders) -> ResponseHook:
+def add_security_headers(response: Response, rule: SecurityHeaders, https: bool) -> None:
     """Fingerprints dropped; each header added unless present, or (``override``) replacing its one value.
 
-    HTTPS is the connection's own (``request.secure``): the admin listener trusts no
-    ``X-Forwarded-Proto``.
+    ``https`` is the connection's own: the admin listener trusts no ``X-Forwarded-Proto``.
     """
-
-    async def add_security_headers(request: web.Request, response: web.StreamResponse) -> None:
-        headers = response.headers
-        https = request.secure
-        dropped = rule.dropped(https)
-        # A response has a handful of headers and the dropped set dozens: walk the former.
-        for name in {name for name in headers if name.lower() in dropped}:
-            headers.popall(name, None)
-        present = frozenset(name.lower() for name in headers) & rule.watched
-        for name, value in rule.added(present, https):
-            headers.add(name, value)
-
-    return add_security_headers
+    headers = response.headers
+    dropped = rule.dropped(https)
+    # A response has a handful of headers and the dropped set dozens: walk the former.
+    for name in {name for name in headers if name.lower() in dropped}:
+        headers.popall(name)
+    present = frozenset(name.lower() for name in headers) & rule.watched
+    for name, value in rule.added(present, https):
+        headers.add(name, value)

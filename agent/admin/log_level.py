@@ -12,14 +12,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any
-
-from aiohttp import web
+from typing import TYPE_CHECKING, Any
 
 from agent.admin.auth import AdminAuth, peer_host
 from agent.admin.errors import error_response
+from agent.admin.http import Request, Response
 from agent.health.render import dumps
 from agent.rules.clock import rfc3339
+
+if TYPE_CHECKING:
+    from agent.admin.app import AdminApp
 
 log = logging.getLogger("agent.admin")
 
@@ -72,13 +74,13 @@ def parse_change(body: Any) -> tuple[str, float] | str:
     return level.upper(), float(duration)
 
 
-def add_log_level_routes(app: web.Application, auth: AdminAuth, control: LogLevel) -> None:
-    async def show(request: web.Request) -> web.StreamResponse:
-        return web.Response(body=dumps(control.state()), content_type="application/json", headers={"Cache-Control": "no-store"})
+def add_log_level_routes(app: AdminApp, auth: AdminAuth, control: LogLevel) -> None:
+    async def show(request: Request) -> Response:
+        return Response(200, dumps(control.state()), content_type="application/json", headers={"Cache-Control": "no-store"})
 
-    async def change(request: web.Request) -> web.StreamResponse:
+    async def change(request: Request) -> Response:
         try:
-            body = await request.json()
+            body = request.json()
         except ValueError:
             body = None
         parsed = parse_change(body)
@@ -92,5 +94,5 @@ def add_log_level_routes(app: web.Application, auth: AdminAuth, control: LogLeve
         )
         return await show(request)
 
-    app.router.add_get("/admin/log-level", auth.require(show), allow_head=True)
-    app.router.add_put("/admin/log-level", change)  # the admin middleware applies the change rule
+    app.get("/admin/log-level", auth.require(show))
+    app.put("/admin/log-level", change)  # the app applies the change rule to every PUT

@@ -8,23 +8,23 @@ proxied requests.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 
-from aiohttp import hdrs, web
-from aiohttp.typedefs import Handler
 from prometheus_client import CollectorRegistry
 
+from agent.admin.http import Request, Response
 from agent.metrics.exposition import render
 
 
-def make_metrics_handler(registry: CollectorRegistry) -> Handler:
-    async def metrics(request: web.Request) -> web.StreamResponse:
+def make_metrics_handler(registry: CollectorRegistry) -> Callable[[Request], Awaitable[Response]]:
+    async def metrics(request: Request) -> Response:
         body, headers = await asyncio.to_thread(
             render,
             registry,
-            ",".join(request.headers.getall(hdrs.ACCEPT, ())),
-            ",".join(request.headers.getall(hdrs.ACCEPT_ENCODING, ())),
-            request.query.getall("name[]", []),
+            ",".join(request.headers.getall("Accept")),
+            ",".join(request.headers.getall("Accept-Encoding")),
+            request.query_all("name[]"),
         )
-        return web.Response(body=body, headers=headers)
+        return Response(200, body, headers=headers)
 
     return metrics

@@ -10,11 +10,10 @@ traffic to a pod about to close its listeners (409).
 from __future__ import annotations
 
 import logging
-
-from aiohttp import web
-from aiohttp.typedefs import Handler
+from collections.abc import Awaitable, Callable
 
 from agent.admin.errors import error_response
+from agent.admin.http import Request, Response
 from agent.health.monitor import Monitor
 from agent.health.policy import is_ready
 from agent.health.render import dumps
@@ -23,30 +22,32 @@ log = logging.getLogger("agent.admin")
 
 ADMIN_REASON = "admin"
 
+Handler = Callable[[Request], Awaitable[Response]]
 
-def _state(monitor: Monitor) -> web.Response:
+
+def _state(monitor: Monitor) -> Response:
     body = {
         "draining": monitor.draining,
         "reason": monitor.drain_reason,
         "ready": is_ready(monitor.snapshot, monitor.draining),
     }
-    return web.Response(body=dumps(body), content_type="application/json", headers={"Cache-Control": "no-store"})
+    return Response(200, dumps(body), content_type="application/json", headers={"Cache-Control": "no-store"})
 
 
 def make_drain_handlers(monitor: Monitor) -> tuple[Handler, Handler]:
     """``(drain, undrain)``; both answer the drain state after the call."""
 
-    async def drain(request: web.Request) -> web.StreamResponse:
+    async def drain(request: Request) -> Response:
         is_change = not monitor.draining
         if is_change:  # an ongoing drain keeps its reason: an admin drain never masks a SIGTERM
             monitor.set_draining(True, ADMIN_REASON)
         log.warning(
             "admin drain requested",
-            extra={"action": "drain", "changed": is_change, "reason": monitor.drain_reason, "client_ip": request.remote},
+            extra={"action": "drain", "changed": is_change, "reason": monitor.drain_reason, "client_ip": request.peer},
         )
         return _state(monitor)
 
-    async def undrain(request: web.Request) -> web.StreamResponse:
+    async def undrain(request: Request) -> Response:
         if monitor.draining and monitor.drain_reason != ADMIN_REASON:
             return error_response(
                 request,
@@ -59,7 +60,7 @@ def make_drain_handlers(monitor: Monitor) -> tuple[Handler, Handler]:
         is_change = monitor.draining
         if is_change:
             monitor.set_draining(False, ADMIN_REASON)
-        log.warning("admin undrain requested", extra={"action": "undrain", "changed": is_change, "client_ip": request.remote})
+        log.warning("admin undrain requested", extra={"action": "undrain", "changed": is_change, "client_ip": request.peer})
         return _state(monitor)
 
     return drain, undrain

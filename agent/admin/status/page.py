@@ -17,12 +17,15 @@ from __future__ import annotations
 
 import html
 from string import Template
-
-from aiohttp import web
+from typing import TYPE_CHECKING
 
 from agent.admin.auth import AdminAuth, unauthorized
+from agent.admin.http import Request, Response
 from agent.admin.status.script import SCRIPT
 from agent.admin.status.style import STYLE
+
+if TYPE_CHECKING:
+    from agent.admin.app import AdminApp
 
 STATUS_CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self'; "
@@ -107,7 +110,7 @@ def render_document(*, health_path: str, metrics_path: str, version: str) -> byt
     ).encode()
 
 
-def add_page_routes(app: web.Application, auth: AdminAuth, *, health_path: str, metrics_path: str, version: str) -> None:
+def add_page_routes(app: AdminApp, auth: AdminAuth, *, health_path: str, metrics_path: str, version: str) -> None:
     """``GET /status`` (and ``?token=`` to log a browser in), its script, stylesheet and icon."""
     document = render_document(health_path=health_path, metrics_path=metrics_path, version=version)
     script = SCRIPT.encode()
@@ -115,32 +118,32 @@ def add_page_routes(app: web.Application, auth: AdminAuth, *, health_path: str, 
     favicons = {status: _FAVICON.substitute(colour=colour).encode() for status, colour in _FAVICON_COLOURS.items()}
     favicons[""] = _FAVICON.substitute(colour="#8c959f").encode()
 
-    async def page(request: web.Request) -> web.StreamResponse:
-        given = request.query.get("token")
+    async def page(request: Request) -> Response:
+        given = request.query("token")
         if given is not None:
             if auth.is_enabled and not auth.token_matches(given):
                 return unauthorized(request)
             # 303 to the bare page: the token leaves the address bar and the history.
-            response = web.Response(status=303, headers={"Location": "status", **NO_STORE})
+            response = Response(303, headers={"Location": "status", **NO_STORE})
             if auth.is_enabled:
                 auth.set_cookie(response)
             return response
         if not auth.allows(request):
             return unauthorized(request)
         headers = {"Content-Security-Policy": STATUS_CSP, **NO_STORE}
-        return web.Response(body=document, content_type="text/html", charset="utf-8", headers=headers)
+        return Response(200, document, content_type="text/html; charset=utf-8", headers=headers)
 
-    async def app_js(request: web.Request) -> web.StreamResponse:
-        return web.Response(body=script, content_type="text/javascript", charset="utf-8", headers=NO_STORE)
+    async def app_js(request: Request) -> Response:
+        return Response(200, script, content_type="text/javascript; charset=utf-8", headers=NO_STORE)
 
-    async def app_css(request: web.Request) -> web.StreamResponse:
-        return web.Response(body=style, content_type="text/css", charset="utf-8", headers=NO_STORE)
+    async def app_css(request: Request) -> Response:
+        return Response(200, style, content_type="text/css; charset=utf-8", headers=NO_STORE)
 
-    async def favicon(request: web.Request) -> web.StreamResponse:
-        body = favicons.get(request.query.get("s", ""), favicons[""])
-        return web.Response(body=body, content_type="image/svg+xml", headers=NO_STORE)
+    async def favicon(request: Request) -> Response:
+        body = favicons.get(request.query("s") or "", favicons[""])
+        return Response(200, body, content_type="image/svg+xml", headers=NO_STORE)
 
-    app.router.add_get("/status", page, allow_head=True)
-    app.router.add_get("/status/app.js", auth.require(app_js), allow_head=True)
-    app.router.add_get("/status/app.css", auth.require(app_css), allow_head=True)
-    app.router.add_get("/status/favicon.svg", auth.require(favicon), allow_head=True)
+    app.get("/status", page)
+    app.get("/status/app.js", auth.require(app_js))
+    app.get("/status/app.css", auth.require(app_css))
+    app.get("/status/favicon.svg", auth.require(favicon))

@@ -11,7 +11,9 @@ from typing import Any
 
 import pytest
 
+from agent.admin.app import AdminApp
 from agent.checks.base import CheckResult
+from tests.support.admin_client import AdminClient, serve_admin
 from tests.support.agent import AgentProcess
 from tests.support.inprocess import InProcessAgent, scripted_agent, scripted_results
 from tests.support.postgres import PostgresServer
@@ -83,14 +85,26 @@ def results() -> dict[str, CheckResult]:
 
 
 @pytest.fixture
-async def make_agent(
-    aiohttp_client: Callable[..., Awaitable[Any]], results: dict[str, CheckResult]
-) -> AsyncIterator[Callable[..., Awaitable[InProcessAgent]]]:
+async def admin_client() -> AsyncIterator[Callable[[AdminApp], Awaitable[AdminClient]]]:
+    """``await admin_client(app)`` -> the admin app served as the agent serves it, and a client for it."""
+    clients: list[AdminClient] = []
+
+    async def serve(app: AdminApp) -> AdminClient:
+        clients.append(await serve_admin(app))
+        return clients[-1]
+
+    yield serve
+    for client in clients:
+        await client.close()
+
+
+@pytest.fixture
+async def make_agent(results: dict[str, CheckResult]) -> AsyncIterator[Callable[..., Awaitable[InProcessAgent]]]:
     """``await make_agent(admin={"token": ...})`` -> an in-process agent whose scripted checks have all run."""
     async with AsyncExitStack() as stack:
 
         async def make(**overrides: dict[str, Any]) -> InProcessAgent:
-            return await stack.enter_async_context(scripted_agent(aiohttp_client, results, **overrides))
+            return await stack.enter_async_context(scripted_agent(results, **overrides))
 
         yield make
 

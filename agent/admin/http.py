@@ -255,7 +255,13 @@ class AdminConnection(asyncio.Protocol):
             cause = exc.__context__
             self._refuse(cause if isinstance(cause, Refusal) else Refusal("internal error", 500, "INTERNAL_ERROR"))
         except httptools.HttpParserUpgrade:
-            self._refuse(Refusal("protocol upgrades are not served on the admin listener"))
+            # llhttp stops after a request that asks to switch protocols. The admin listener
+            # switches to nothing: the request is answered as plain HTTP and the connection
+            # ends with it (what follows would be in the other protocol).
+            self._refused = True
+            self._pause()
+            if self.queue:
+                self.queue[-1].keep_alive = False
         except httptools.HttpParserError as exc:
             self._refuse(Refusal(str(exc) or type(exc).__name__))
         else:
@@ -367,10 +373,16 @@ class AdminConnection(asyncio.Protocol):
         if refusal.status >= 500 and refusal.__context__ is not None:
             log.error("admin listener bug while parsing", exc_info=refusal.__context__)
 
+        try:
+            is_head = self.parser.get_method() == b"HEAD"  # a refused HEAD gets the head only, as on the main listener
+        except httptools.HttpParserError:
+            is_head = False
+        earlier = self.worker
+
         async def after_earlier() -> None:
-            if self.worker is not None and not self.worker.done():
-                await asyncio.gather(self.worker, return_exceptions=True)
-            self._write(response.encode(head_only=False, close=True))
+            if earlier is not None and not earlier.done():
+                await asyncio.gather(earlier, return_exceptions=True)
+            self._write(response.encode(head_only=is_head, close=True))
             self.close()
 
         self.worker = asyncio.get_running_loop().create_task(after_earlier())

@@ -1,7 +1,7 @@
 """``GET``/``PUT /admin/log-level``: the agent's log level changed at runtime, reverting by itself
 (Linkerd's ``/proxy-log-level``, Envoy's ``/logging``).
 
-Only the agent's own loggers (``agent.*``) change: third-party libraries (aiohttp, asyncpg) keep
+Only the agent's own loggers (``agent.*``) change: third-party libraries (asyncpg) keep
 the configured level, so a DEBUG session never turns on their request or query dumps. The agent
 logs no request bodies at any level. Every change is logged at WARNING with the peer that asked.
 ``PUT`` changes state, so the admin listener's rule applies (a token, or loopback without one).

@@ -1,7 +1,7 @@
 """Checks: async callables returning a CheckResult; ``make_check`` builds one from its config.
 
-``make_check`` is imported on first use: the check types pull in their clients (aiohttp,
-asyncpg), and modules that only need the result types (the health policy, the proxy's local
+``make_check`` is imported on first use: the check types pull in their clients (asyncpg,
+psutil), and modules that only need the result types (the health policy, the proxy's local
 answers) must not.
 """
 

@@ -2,7 +2,7 @@
 
 A request id is a header value of printable ASCII (``0x20``-``0x7e``) that the configured
 pattern fully matches; the pattern is applied to the raw bytes, so ``\\d`` means ``[0-9]`` and a
-non-ASCII id is always replaced, whichever listener reads it (aiohttp hands the admin listener
+non-ASCII id is always replaced, whichever listener reads it (the admin listener's handlers see
 ``str`` values: they are encoded first and go through the same bytes rule).
 
 ``traceparent`` follows Trace Context Level 1 §3.2: version ``ff`` and all-zero ids are invalid,
@@ -83,7 +83,7 @@ class RequestIdRule:
         return self._match(value) is not None and _PRINTABLE.fullmatch(value) is not None
 
     def accepts_text(self, value: str) -> bool:
-        """The same rule for a decoded value (aiohttp): non-ASCII is never an id."""
+        """The same rule for a decoded value (the admin listener): non-ASCII is never an id."""
         return value.isascii() and self.accepts(value.encode("ascii"))
 
 
@@ -109,7 +109,7 @@ def traceparent_parts(value: bytes | None) -> tuple[str, str, str] | None:
 
 
 def parse_traceparent_text(value: str | None) -> str | None:
-    """:func:`parse_traceparent` for a decoded value (aiohttp)."""
+    """:func:`parse_traceparent` for a decoded value (the admin listener)."""
     if value is None or not value.isascii():
         return None
     return parse_traceparent(value.encode("ascii"))
@@ -177,7 +177,7 @@ def resolve_ids(rule: RequestIdRule, request_id: bytes | None, traceparent: byte
 
 
 def resolve_ids_text(rule: RequestIdRule, request_id: str | None, traceparent: str | None, tracestate: str | None) -> Ids:
-    """:func:`resolve_ids` for decoded header values (aiohttp): encoded, then the same rule."""
+    """:func:`resolve_ids` for decoded header values (the admin listener): encoded, then the same rule."""
     return resolve_ids(rule, _ascii(request_id), _ascii(traceparent), _ascii(tracestate))
 
 

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Awaitable, Callable
 from typing import Any
 
-from aiohttp import web
-from aiohttp.typedefs import Handler
-
-from agent.admin.app import create_admin_app
+from agent.admin.app import AdminApp, create_admin_app
+from agent.admin.http import Request, Response
 from agent.app import create_metrics, create_monitor
 from agent.config import AgentConfig, build_config
 
@@ -22,11 +21,14 @@ def make_config(**sections: dict[str, Any]) -> AgentConfig:
     return build_config(table, {}, "test")
 
 
-def admin_app(config: AgentConfig, routes: dict[str, Handler] | None = None) -> web.Application:
-    """``create_admin_app`` as the server builds it, plus ``routes`` (GET) behind the same middlewares and hooks."""
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+def admin_app(config: AgentConfig, routes: dict[str, Handler] | None = None) -> AdminApp:
+    """``create_admin_app`` as the server builds it, plus ``routes`` (GET) behind the same rules."""
     monitor = create_monitor(config)
     registry, _ = create_metrics(config, monitor)
     app = create_admin_app(config, monitor, registry)
     for path, handler in (routes or {}).items():
-        app.router.add_get(path, handler)
+        app.get(path, handler)
     return app

@@ -11,15 +11,15 @@ import asyncio
 import json
 from collections.abc import Iterator
 from typing import Any
-from unittest import mock
 
 import pytest
-from aiohttp import web
-from aiohttp.test_utils import make_mocked_request
 
-from agent.admin.auth import LOOPBACK_ONLY, Access, AdminAuth, admin_access, is_loopback
+from agent.admin.app import AdminApp
+from agent.admin.auth import LOOPBACK_ONLY, Access, admin_access, is_loopback
+from agent.admin.http import Headers, Request, Response
 from tests.admin.admin_apps import admin_app, make_config
 from tests.conftest import fast_checks
+from tests.support.admin_client import serve_admin
 from tests.support.agent import http_get
 from tests.support.inprocess import ADMIN_TOKEN
 from tests.support.net import free_port
@@ -85,29 +85,30 @@ def test_admin_access(is_change, peer, is_token_set, has_credentials, is_cross_o
     assert decided is expected
 
 
-def mocked(method: str, path: str, peer: tuple[str, int] | None, headers: dict[str, str] | None = None) -> web.Request:
-    transport = mock.Mock()
-    transport.get_extra_info.side_effect = lambda name, default=None: peer if name == "peername" else default
-    return make_mocked_request(method, path, headers=headers, transport=transport)
-
-
-async def test_the_middleware_reads_the_socket_peer_not_headers():
-    auth = AdminAuth(b"")
+async def test_the_gate_reads_the_socket_peer_not_headers():
     called: list[str] = []
 
-    async def change(request: web.Request) -> web.StreamResponse:
+    async def handler(request: Request) -> Response:
         called.append(request.path)
-        return web.json_response({})
+        return Response(200, b"{}", content_type="application/json")
+
+    app = admin_app(make_config())
+    app.put("/change", handler)
+    app.post("/change", handler)
+    app.get("/read", handler)
+
+    async def ask(method: str, path: str, peer: str | None, headers: dict[str, str] | None = None) -> Response:
+        return await app.handle(Request(method, path, Headers((headers or {}).items()), peer=peer))
 
     spoofed = {"X-Forwarded-For": "127.0.0.1", "X-Real-IP": "127.0.0.1", "Forwarded": "for=127.0.0.1"}
-    refused = await auth.middleware(mocked("PUT", "/admin/log-level", ("10.0.0.7", 40000), spoofed), change)
-    assert refused.status == 401 and refused.headers["WWW-Authenticate"].startswith("Bearer")
-    assert json.loads(refused.body)["message"] == LOOPBACK_ONLY  # type: ignore[attr-defined]
-    assert (await auth.middleware(mocked("PUT", "/x", None), change)).status == 401  # no peer: not loopback
-    for peer in (("127.0.0.1", 40000), ("::1", 40000, 0, 0), ("::ffff:127.0.0.1", 40000, 0, 0)):
-        assert (await auth.middleware(mocked("POST", "/admin/drain", peer), change)).status == 200, peer
-    assert (await auth.middleware(mocked("GET", "/status", ("10.0.0.7", 40000)), change)).status == 200
-    assert called == ["/admin/drain"] * 3 + ["/status"]
+    refused = await ask("PUT", "/change", "10.0.0.7", spoofed)
+    assert refused.status == 401 and (refused.headers.get("WWW-Authenticate") or "").startswith("Bearer")
+    assert json.loads(refused.body)["message"] == LOOPBACK_ONLY
+    assert (await ask("PUT", "/change", None)).status == 401  # no peer: not loopback
+    for peer in ("127.0.0.1", "::1", "::ffff:127.0.0.1"):
+        assert (await ask("POST", "/change", peer)).status == 200, peer
+    assert (await ask("GET", "/read", "10.0.0.7")).status == 200
+    assert called == ["/change"] * 3 + ["/read"]
 
 
 # --- in process, from loopback ---------------------------------------------------------------
@@ -138,22 +139,22 @@ async def test_with_a_token_loopback_needs_it_too(make_agent):
     assert (await agent.admin.post("/admin/undrain", headers=BEARER)).status == 200
 
 
-def app_with_new_route(token: str = "") -> tuple[web.Application, list[str]]:
+def app_with_new_route(token: str = "") -> tuple[AdminApp, list[str]]:
     """The real admin app plus a new state-changing route registered the plain way (as a future one would be)."""
     calls: list[str] = []
 
-    async def set_level(request: web.Request) -> web.StreamResponse:
+    async def set_level(request: Request) -> Response:
         calls.append(request.method)
-        return web.json_response({"level": "DEBUG"})
+        return Response(200, b'{"level": "DEBUG"}', content_type="application/json")
 
     app = admin_app(make_config(admin={"token": token}))
-    app.router.add_put("/admin/future-switch", set_level)
+    app.put("/admin/future-switch", set_level)
     return app, calls
 
 
-async def test_a_new_state_changing_route_gets_the_rule_without_asking(aiohttp_client):
+async def test_a_new_state_changing_route_gets_the_rule_without_asking(admin_client):
     app, calls = app_with_new_route(ADMIN_TOKEN)
-    client = await aiohttp_client(app)
+    client = await admin_client(app)
     assert (await client.put("/admin/future-switch")).status == 401
     assert (await client.put("/admin/future-switch", headers={"Origin": "http://evil.example"} | BEARER)).status == 403
     assert (await client.put("/admin/future-switch", headers=BEARER)).status == 200
@@ -225,11 +226,16 @@ def test_from_another_namespace_the_token_opens_changes(agent_factory, healthy_u
     assert agent.get("/health/ready").status == 200
 
 
-async def test_from_another_namespace_a_new_route_is_refused(aiohttp_server, netns):
+async def test_from_another_namespace_a_new_route_is_refused(netns):
     app, calls = app_with_new_route()
-    server = await aiohttp_server(app, host=netns.host_ip)
-    answers = await asyncio.to_thread(
-        netns.http, server.port, [("PUT", "/admin/future-switch", {}), ("PUT", "/admin/log-level", {}), ("GET", "/metrics", {})]
-    )
+    client = await serve_admin(app, host=netns.host_ip)
+    try:
+        answers = await asyncio.to_thread(
+            netns.http,
+            client.port,
+            [("PUT", "/admin/future-switch", {}), ("PUT", "/admin/log-level", {}), ("GET", "/metrics", {})],
+        )
+    finally:
+        await client.close()
     assert statuses(answers) == [401, 401, 200]
     assert calls == []

@@ -6,8 +6,8 @@ import logging
 from typing import Any
 
 import pytest
-from aiohttp import web
 
+from agent.admin.http import Request, Response
 from agent.logs import record_fields
 from agent.rules.access import LOGGER_NAME, MESSAGE, access_event
 from tests.admin.admin_apps import admin_app, make_config
@@ -30,11 +30,11 @@ MAIN_KEYS = set(
 )
 
 
-async def hello(request: web.Request) -> web.StreamResponse:
-    return web.Response(text="hello")
+async def hello(request: Request) -> Response:
+    return Response(200, b"hello")
 
 
-async def bug(request: web.Request) -> web.StreamResponse:
+async def bug(request: Request) -> Response:
     raise RuntimeError("bug")
 
 
@@ -44,9 +44,9 @@ def access_lines(caplog: pytest.LogCaptureFixture) -> list[dict[str, Any]]:
 
 
 @pytest.fixture
-async def client(aiohttp_client: Any, caplog: pytest.LogCaptureFixture) -> Any:
+async def client(admin_client: Any, caplog: pytest.LogCaptureFixture) -> Any:
     caplog.set_level(logging.INFO, logger="agent")
-    return await aiohttp_client(admin_app(make_config(), {"/hello": hello, "/bug": bug}))
+    return await admin_client(admin_app(make_config(), {"/hello": hello, "/bug": bug}))
 
 
 async def test_the_line_has_exactly_the_main_listeners_keys(client: Any, caplog: pytest.LogCaptureFixture) -> None:

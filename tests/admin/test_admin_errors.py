@@ -6,37 +6,33 @@ import logging
 from typing import Any
 
 import pytest
-from aiohttp import web
 
+from agent.admin.http import HttpError, Request, Response
 from agent.logs import record_fields
 from tests.admin.admin_apps import UUID4, admin_app, make_config
 
 SECRET = "password=hunter2 in a bug"
 
 
-async def bug(request: web.Request) -> web.StreamResponse:
+async def bug(request: Request) -> Response:
     raise RuntimeError(SECRET)
 
 
-async def unavailable(request: web.Request) -> web.StreamResponse:
-    raise web.HTTPServiceUnavailable(headers={"Retry-After": "3", "X-Internal": "no"})
+async def unavailable(request: Request) -> Response:
+    raise HttpError(503, headers={"Retry-After": "3", "X-Internal": "no"})
 
 
-class Teapot(web.HTTPClientError):
-    status_code = 418
-
-
-async def short_and_stout(request: web.Request) -> web.StreamResponse:
-    raise Teapot()
+async def short_and_stout(request: Request) -> Response:
+    raise HttpError(418)
 
 
 ROUTES = {"/bug": bug, "/unavailable": unavailable, "/teapot": short_and_stout}
 
 
 async def test_an_unexpected_exception_is_a_500_with_only_an_error_id(
-    aiohttp_client: Any, caplog: pytest.LogCaptureFixture
+    admin_client: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
-    client = await aiohttp_client(admin_app(make_config(), ROUTES))
+    client = await admin_client(admin_app(make_config(), ROUTES))
     caplog.set_level(logging.INFO, logger="agent")
     response = await client.get("/bug", headers={"X-Request-ID": "req-1"})
     text = await response.text()
@@ -66,9 +62,9 @@ async def test_an_unexpected_exception_is_a_500_with_only_an_error_id(
     ],
 )
 async def test_http_exceptions_are_coded_by_status(
-    aiohttp_client: Any, caplog: pytest.LogCaptureFixture, path: str, status: int, code: str, level: int
+    admin_client: Any, caplog: pytest.LogCaptureFixture, path: str, status: int, code: str, level: int
 ) -> None:
-    client = await aiohttp_client(admin_app(make_config(), ROUTES))
+    client = await admin_client(admin_app(make_config(), ROUTES))
     caplog.set_level(logging.INFO, logger="agent")
     response = await client.get(path)
     body = await response.json()
@@ -78,8 +74,8 @@ async def test_http_exceptions_are_coded_by_status(
     assert record.error_id == body["error_id"]  # type: ignore[attr-defined]
 
 
-async def test_only_meaningful_headers_of_an_http_exception_are_kept(aiohttp_client: Any) -> None:
-    client = await aiohttp_client(admin_app(make_config(), ROUTES))
+async def test_only_meaningful_headers_of_an_http_exception_are_kept(admin_client: Any) -> None:
+    client = await admin_client(admin_app(make_config(), ROUTES))
     response = await client.get("/unavailable")
     assert response.headers["Retry-After"] == "3" and "X-Internal" not in response.headers
     not_allowed = await client.post("/health")

@@ -17,16 +17,16 @@ def restore_agent_logger():  # type: ignore[no-untyped-def]
     logging.getLogger("agent").setLevel(logging.NOTSET)
 
 
-async def test_change_shows_and_reverts_by_itself(aiohttp_client: Any, caplog: pytest.LogCaptureFixture) -> None:
+async def test_change_shows_and_reverts_by_itself(admin_client: Any, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.WARNING, logger="agent.admin")
-    client = await aiohttp_client(admin_app(make_config()))
+    client = await admin_client(admin_app(make_config()))
     assert (await (await client.get("/admin/log-level")).json())["level"] in ("INFO", "WARNING")
     response = await client.put("/admin/log-level", json={"level": "debug", "duration_s": 0.3})
     assert response.status == 200
     state = await response.json()
     assert state["level"] == "DEBUG" and state["reverts_at"].endswith("Z")
     assert logging.getLogger("agent.proxy").isEnabledFor(logging.DEBUG)
-    assert not logging.getLogger("aiohttp.server").isEnabledFor(logging.DEBUG)  # third parties keep their level
+    assert not logging.getLogger("asyncpg").isEnabledFor(logging.DEBUG)  # third parties keep their level
     changed = next(r for r in caplog.records if r.getMessage() == "log level changed")
     assert changed.to == "DEBUG" and changed.client_ip == "127.0.0.1"  # type: ignore[attr-defined]
     await asyncio.sleep(0.5)
@@ -39,16 +39,16 @@ async def test_change_shows_and_reverts_by_itself(aiohttp_client: Any, caplog: p
     "body",
     [{"level": "LOUD"}, {"level": "DEBUG", "duration_s": 0}, {"level": "DEBUG", "duration_s": 1e9}, {"lvl": "DEBUG"}, ["DEBUG"]],
 )
-async def test_bad_changes_are_400_and_change_nothing(aiohttp_client: Any, body: Any) -> None:
-    client = await aiohttp_client(admin_app(make_config()))
+async def test_bad_changes_are_400_and_change_nothing(admin_client: Any, body: Any) -> None:
+    client = await admin_client(admin_app(make_config()))
     before = (await (await client.get("/admin/log-level")).json())["level"]
     response = await client.put("/admin/log-level", json=body)
     assert response.status == 400 and (await response.json())["error_code"] == "BAD_REQUEST"
     assert (await (await client.get("/admin/log-level")).json())["level"] == before
 
 
-async def test_with_a_token_both_need_it(aiohttp_client: Any) -> None:
-    client = await aiohttp_client(admin_app(make_config(admin={"token": "s3cret-token"})))
+async def test_with_a_token_both_need_it(admin_client: Any) -> None:
+    client = await admin_client(admin_app(make_config(admin={"token": "s3cret-token"})))
     assert (await client.get("/admin/log-level")).status == 401
     assert (await client.put("/admin/log-level", json={"level": "DEBUG"})).status == 401
     bearer = {"Authorization": "Bearer s3cret-token"}

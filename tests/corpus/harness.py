@@ -224,10 +224,6 @@ def corpus_config(upstream_port: int, **sections: dict[str, Any]) -> AgentConfig
     return build_config(table, {}, "corpus")
 
 
-async def _no_admin_client(*args: Any, **kwargs: Any) -> Any:
-    raise AssertionError("the admin listener is disabled in these tests")
-
-
 class AgentThread:
     """The in-process main listener plus a RecordingUpstream on one loop in a daemon thread."""
 
@@ -280,7 +276,7 @@ class AgentThread:
         self._stop = asyncio.Event()
         await self.upstream.start()
         config = corpus_config(self.upstream.port, **self.sections)
-        async with in_process_agent(config, _no_admin_client, start_monitor=True) as agent:
+        async with in_process_agent(config, start_monitor=True) as agent:
             # The agent's own listening socket, opened the way MainListener.start opens it, but each
             # connection's protocol wrapped in a recorder: the request path may be compiled (mypyc),
             # so its classes can be neither patched nor subclassed from here.

@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import gzip
 import uuid
+from contextlib import AsyncExitStack
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
-
-from contextlib import AsyncExitStack
 
 from agent.config import build_config
 from agent.metrics import HttpMetrics
@@ -39,12 +38,12 @@ def samples(text: str) -> dict[tuple[str, frozenset], float]:
 
 
 @pytest.fixture
-async def agent(aiohttp_client, healthy_upstream):
+async def agent(healthy_upstream):
     async with AsyncExitStack() as stack:
 
         async def make(**sections):
             config = make_config(healthy_upstream.url, **sections)
-            running = await stack.enter_async_context(in_process_agent(config, aiohttp_client))
+            running = await stack.enter_async_context(in_process_agent(config))
             made.append(running)
             return running.main, running.admin
 
@@ -137,11 +136,11 @@ async def test_main_listener_requests_counted_and_shared_with_admin(agent):
     assert values[duration] == 1
 
 
-async def test_upstream_down_is_a_502_counted_by_status(aiohttp_client):
+async def test_upstream_down_is_a_502_counted_by_status():
     from tests.support.net import free_port
 
     config = make_config(f"http://127.0.0.1:{free_port()}")
-    async with in_process_agent(config, aiohttp_client) as running:
+    async with in_process_agent(config) as running:
         assert (await running.main.get("/anything/42")).status == 502
         values = samples(await (await running.admin.get("/metrics")).text())
     assert (

@@ -16,8 +16,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from agent.app import create_monitor
 from agent.config import build_config
-from agent.metrics import create_registry
 from agent.config.schema import ListenerTlsConfig
+from agent.metrics import create_registry
 from agent.metrics.exposition import render
 from agent.metrics.tls import TlsCollector
 from agent.tls import TlsListener

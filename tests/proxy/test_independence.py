@@ -1,4 +1,4 @@
-"""The main listener depends on nothing of aiohttp: it is asyncio Protocols over llhttp."""
+"""Neither listener depends on aiohttp: both are asyncio Protocols over llhttp."""
 
 from __future__ import annotations
 
@@ -28,28 +28,30 @@ def test_importing_the_proxy_imports_no_aiohttp() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_main_listener_starts_without_aiohttps_c_parser_when_the_admin_listener_is_off() -> None:
-    """AIOHTTP_NO_EXTENSIONS makes aiohttp use its Python parser: only the admin listener cares."""
+def test_the_default_agent_runs_both_listeners_without_aiohttp() -> None:
+    """Default config (admin listener on, the upstream http check, disk): started, probed through
+    both listeners, and still no aiohttp (or asyncpg, which only a postgres check needs) loaded."""
     code = (
-        "import asyncio, sys\n"
+        "import asyncio, sys, urllib.request\n"
         "from agent.config import build_config\n"
-        "from agent.server import Server, StartupError\n"
-        "async def main(admin):\n"
-        "    table = {'server': {'listen': '127.0.0.1:0'}, 'admin': {'enabled': admin, 'listen': '127.0.0.1:0'}}\n"
+        "from agent.server import Server\n"
+        "async def main():\n"
+        "    table = {'server': {'listen': '127.0.0.1:0'}, 'admin': {'listen': '127.0.0.1:0'}}\n"
         "    server = Server(build_config(table, {}, 'test'))\n"
         "    try:\n"
         "        await server.startup()\n"
-        "        return 'started'\n"
-        "    except StartupError as exc:\n"
-        "        return 'refused: ' + str(exc)\n"
+        "        for name in ('main', 'admin'):\n"
+        "            host, port = server.addresses[name]\n"
+        "            url = f'http://{host}:{port}/health/live'\n"
+        "            status = await asyncio.to_thread(lambda: urllib.request.urlopen(url, timeout=5).status)\n"
+        "            print(name, status)\n"
         "    finally:\n"
         "        await server._close_runners()\n"
         "        await server.monitor.stop()\n"
-        "print(asyncio.run(main(False)))\n"
-        "print(asyncio.run(main(True)))\n"
+        "asyncio.run(main())\n"
+        "loaded = sorted(m for m in sys.modules if m.split('.')[0] in ('aiohttp', 'asyncpg'))\n"
+        "print(loaded)\n"
     )
-    result = run(code, AIOHTTP_NO_EXTENSIONS="1")
+    result = run(code)
     assert result.returncode == 0, result.stderr
-    without_admin, with_admin = result.stdout.strip().splitlines()[-2:]
-    assert without_admin == "started"
-    assert with_admin.startswith("refused: aiohttp's C HTTP parser is not in use")
+    assert result.stdout.strip().splitlines()[-3:] == ["main 200", "admin 200", "[]"], result.stdout

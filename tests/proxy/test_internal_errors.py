@@ -40,7 +40,7 @@ def boom(*args: Any, **kwargs: Any) -> Any:
 
 
 @pytest.fixture
-async def agent(aiohttp_server: Any, aiohttp_client: Any) -> AsyncIterator[InProcessAgent]:
+async def agent(aiohttp_server: Any) -> AsyncIterator[InProcessAgent]:
     async def page(request: web.Request) -> web.Response:
         return web.Response(body=b"x" * 100_000 if request.path == "/big" else b"ok")
 
@@ -48,7 +48,7 @@ async def agent(aiohttp_server: Any, aiohttp_client: Any) -> AsyncIterator[InPro
     app.router.add_get("/{tail:.*}", page)
     server = await aiohttp_server(app)
     config = build_config({"upstream": {"url": f"http://127.0.0.1:{server.port}"}}, {}, "test")
-    async with in_process_agent(config, aiohttp_client) as running:
+    async with in_process_agent(config) as running:
         yield running
 
 

@@ -47,9 +47,9 @@ def config(upstream_url: str, **sections: Any):  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture
-async def agent(request: pytest.FixtureRequest, upstream_url: str, aiohttp_client: Any) -> AsyncIterator[InProcessAgent]:
+async def agent(request: pytest.FixtureRequest, upstream_url: str) -> AsyncIterator[InProcessAgent]:
     sections = getattr(request, "param", {})
-    async with in_process_agent(config(upstream_url, **sections), aiohttp_client) as running:
+    async with in_process_agent(config(upstream_url, **sections)) as running:
         yield running
 
 

@@ -125,7 +125,7 @@ async def counting_upstream():
     await runner.cleanup()
 
 
-async def test_agent_refuses_everything_aiohttp_refuses(reference_port, counting_upstream, aiohttp_client):
+async def test_agent_refuses_everything_aiohttp_refuses(reference_port, counting_upstream):
     upstream_port, seen = counting_upstream
     config = build_config(
         {
@@ -136,7 +136,7 @@ async def test_agent_refuses_everything_aiohttp_refuses(reference_port, counting
         "test",
     )
     compared = 0
-    async with in_process_agent(config, aiohttp_client) as agent:
+    async with in_process_agent(config) as agent:
         agent_port = int(agent.main_url.rsplit(":", 1)[1])
         for name, payload in VECTORS.items():
             before = list(seen)
@@ -159,12 +159,12 @@ async def test_agent_refuses_everything_aiohttp_refuses(reference_port, counting
     assert compared, "aiohttp refused none of the vectors: nothing was compared"
 
 
-async def test_a_valid_request_still_works_after_the_vectors(reference_port, counting_upstream, aiohttp_client):
+async def test_a_valid_request_still_works_after_the_vectors(reference_port, counting_upstream):
     upstream_port, seen = counting_upstream
     config = build_config(
         {"upstream": {"url": f"http://127.0.0.1:{upstream_port}"}, "checks": {"disk": {"enabled": False}}}, {}, "t"
     )
-    async with in_process_agent(config, aiohttp_client) as agent:
+    async with in_process_agent(config) as agent:
         port = int(agent.main_url.rsplit(":", 1)[1])
         for payload in VECTORS.values():
             await exchange(port, payload)

@@ -148,9 +148,9 @@ async def connect(agent: InProcessAgent) -> tuple[asyncio.StreamReader, asyncio.
     return await asyncio.open_connection("127.0.0.1", main_port(agent))
 
 
-async def test_tunnel_relays_pipelined_bytes_and_ignores_http_deadlines(echo_app: RawApp, aiohttp_client: Any) -> None:
+async def test_tunnel_relays_pipelined_bytes_and_ignores_http_deadlines(echo_app: RawApp) -> None:
     url = await echo_app.start()
-    async with in_process_agent(agent_config(url), aiohttp_client) as agent:
+    async with in_process_agent(agent_config(url)) as agent:
         reader, writer = await connect(agent)
         request, accept = handshake()
         writer.write(request + frame(b"sent with the handshake"))  # pipelined: belongs to the tunnel
@@ -178,7 +178,7 @@ async def test_tunnel_relays_pipelined_bytes_and_ignores_http_deadlines(echo_app
         assert ctx.pool.size == 0, "the tunnel's upstream connection must never go back to the pool"
 
 
-async def test_other_answers_keep_the_connection_http(aiohttp_client: Any) -> None:
+async def test_other_answers_keep_the_connection_http() -> None:
     app = RawApp(lambda r, w: None)  # type: ignore[arg-type, return-value]
 
     async def refuse(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -192,7 +192,7 @@ async def test_other_answers_keep_the_connection_http(aiohttp_client: Any) -> No
 
     app.handler = refuse
     url = await app.start()
-    async with in_process_agent(agent_config(url), aiohttp_client) as agent:
+    async with in_process_agent(agent_config(url)) as agent:
         reader, writer = await connect(agent)
         request, _ = handshake()
         writer.write(request + b"GET /after HTTP/1.1\r\nHost: app.test\r\n\r\n")  # pipelined plain request
@@ -208,7 +208,7 @@ async def test_other_answers_keep_the_connection_http(aiohttp_client: Any) -> No
     await app.stop()
 
 
-async def test_h2c_is_not_tunnelled(aiohttp_client: Any) -> None:
+async def test_h2c_is_not_tunnelled() -> None:
     app = RawApp(lambda r, w: None)  # type: ignore[arg-type, return-value]
 
     async def plain(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -218,7 +218,7 @@ async def test_h2c_is_not_tunnelled(aiohttp_client: Any) -> None:
 
     app.handler = plain
     url = await app.start()
-    async with in_process_agent(agent_config(url), aiohttp_client) as agent:
+    async with in_process_agent(agent_config(url)) as agent:
         reader, writer = await connect(agent)
         upgrade = b"Connection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQAoAAAAAIAAAAA\r\n"
         writer.write(b"GET / HTTP/1.1\r\nHost: a\r\n" + upgrade + b"\r\n")
@@ -231,9 +231,9 @@ async def test_h2c_is_not_tunnelled(aiohttp_client: Any) -> None:
     await app.stop()
 
 
-async def test_over_max_upgraded_is_overloaded(echo_app: RawApp, aiohttp_client: Any) -> None:
+async def test_over_max_upgraded_is_overloaded(echo_app: RawApp) -> None:
     url = await echo_app.start()
-    async with in_process_agent(agent_config(url, max_upgraded=1, max_in_flight=1), aiohttp_client) as agent:
+    async with in_process_agent(agent_config(url, max_upgraded=1, max_in_flight=1)) as agent:
         first_reader, first_writer = await connect(agent)
         request, _ = handshake()
         first_writer.write(request)
@@ -249,9 +249,9 @@ async def test_over_max_upgraded_is_overloaded(echo_app: RawApp, aiohttp_client:
         writer.close()
 
 
-async def test_idle_tunnel_is_closed(echo_app: RawApp, aiohttp_client: Any, caplog: pytest.LogCaptureFixture) -> None:
+async def test_idle_tunnel_is_closed(echo_app: RawApp, caplog: pytest.LogCaptureFixture) -> None:
     url = await echo_app.start()
-    async with in_process_agent(agent_config(url, upgrade_idle_timeout_s=0.6), aiohttp_client) as agent:
+    async with in_process_agent(agent_config(url, upgrade_idle_timeout_s=0.6)) as agent:
         caplog.set_level("INFO", logger="agent.access")
         agent.listener.ctx.access_log.direct = False  # through logging, where caplog sees it
         agent.listener.ctx.access_log.enabled = True
@@ -267,7 +267,7 @@ async def test_idle_tunnel_is_closed(echo_app: RawApp, aiohttp_client: Any, capl
         assert line.bytes_in == 0 and line.bytes_out == 0  # type: ignore[attr-defined]
 
 
-async def test_half_close_is_passed_on(aiohttp_client: Any) -> None:
+async def test_half_close_is_passed_on() -> None:
     app = RawApp(lambda r, w: None)  # type: ignore[arg-type, return-value]
     seen_eof = asyncio.Event()
 
@@ -281,7 +281,7 @@ async def test_half_close_is_passed_on(aiohttp_client: Any) -> None:
 
     app.handler = half
     url = await app.start()
-    async with in_process_agent(agent_config(url), aiohttp_client) as agent:
+    async with in_process_agent(agent_config(url)) as agent:
         reader, writer = await connect(agent)
         writer.write(handshake()[0])
         assert (await read_head(reader))[0] == 101
@@ -298,7 +298,7 @@ async def test_half_close_is_passed_on(aiohttp_client: Any) -> None:
     await app.stop()
 
 
-async def test_upstream_reset_mid_handshake_is_a_502_and_the_agent_goes_on(aiohttp_client: Any) -> None:
+async def test_upstream_reset_mid_handshake_is_a_502_and_the_agent_goes_on() -> None:
     app = RawApp(lambda r, w: None)  # type: ignore[arg-type, return-value]
 
     async def reset(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -309,7 +309,7 @@ async def test_upstream_reset_mid_handshake_is_a_502_and_the_agent_goes_on(aioht
 
     app.handler = reset
     url = await app.start()
-    async with in_process_agent(agent_config(url), aiohttp_client) as agent:
+    async with in_process_agent(agent_config(url)) as agent:
         reader, writer = await connect(agent)
         writer.write(handshake()[0])
         status, fields = await read_head(reader)
@@ -329,9 +329,9 @@ async def test_upstream_reset_mid_handshake_is_a_502_and_the_agent_goes_on(aioht
     ],
     ids=["body", "post", "chunked"],
 )
-async def test_bad_upgrade_requests_are_refused(echo_app: RawApp, aiohttp_client: Any, request_bytes: bytes, status: int) -> None:
+async def test_bad_upgrade_requests_are_refused(echo_app: RawApp, request_bytes: bytes, status: int) -> None:
     url = await echo_app.start()
-    async with in_process_agent(agent_config(url), aiohttp_client) as agent:
+    async with in_process_agent(agent_config(url)) as agent:
         reader, writer = await connect(agent)
         writer.write(request_bytes)
         assert (await read_head(reader))[0] == status
@@ -339,7 +339,7 @@ async def test_bad_upgrade_requests_are_refused(echo_app: RawApp, aiohttp_client
         assert echo_app.heads == [], "a refused upgrade never reaches the app"
 
 
-async def test_drain_sends_going_away_to_both_sides(aiohttp_client: Any) -> None:
+async def test_drain_sends_going_away_to_both_sides() -> None:
     received: list[int] = []
 
     async def ws(request: web.Request) -> web.WebSocketResponse:
@@ -357,7 +357,7 @@ async def test_drain_sends_going_away_to_both_sides(aiohttp_client: Any) -> None
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
     url = f"http://127.0.0.1:{runner.addresses[0][1]}"
-    async with in_process_agent(agent_config(url), aiohttp_client) as agent:
+    async with in_process_agent(agent_config(url)) as agent:
         async with aiohttp.ClientSession() as session, session.ws_connect(f"{agent.main_url}/ws") as client:
             await client.send_bytes(b"x" * 100_000)  # a frame in flight while the drain begins
             closing = asyncio.ensure_future(agent.listener.close(5.0))

@@ -101,7 +101,7 @@ async def app_server(aiohttp_server: Any) -> TestServer:
 
 
 @pytest.fixture
-async def agent(app_server: TestServer, aiohttp_client: Any) -> AsyncIterator[InProcessAgent]:
+async def agent(app_server: TestServer) -> AsyncIterator[InProcessAgent]:
     config = build_config(
         {
             "upstream": {"url": f"http://127.0.0.1:{app_server.port}"},
@@ -111,7 +111,7 @@ async def agent(app_server: TestServer, aiohttp_client: Any) -> AsyncIterator[In
         {},
         "test",
     )
-    async with in_process_agent(config, aiohttp_client) as running:
+    async with in_process_agent(config) as running:
         yield running
 
 

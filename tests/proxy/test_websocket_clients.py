@@ -109,8 +109,8 @@ def agent_config(upstream_url: str, **proxy: Any) -> Any:
 
 
 @asynccontextmanager
-async def running(upstream_url: str, app_server: TestServer, aiohttp_client: Any, **proxy: Any) -> AsyncIterator[Setup]:
-    async with in_process_agent(agent_config(upstream_url, **proxy), aiohttp_client) as agent:
+async def running(upstream_url: str, app_server: TestServer, **proxy: Any) -> AsyncIterator[Setup]:
+    async with in_process_agent(agent_config(upstream_url, **proxy)) as agent:
         access = io.BytesIO()
         log = AccessLog(enabled=True, direct=True, stream=access)
         log.enabled = True  # whatever level pytest's logging left the access logger at
@@ -124,8 +124,8 @@ async def app_server(aiohttp_server: Any) -> TestServer:
 
 
 @pytest.fixture
-async def setup(app_server: TestServer, aiohttp_client: Any) -> AsyncIterator[Setup]:
-    async with running(f"http://127.0.0.1:{app_server.port}", app_server, aiohttp_client) as made:
+async def setup(app_server: TestServer) -> AsyncIterator[Setup]:
+    async with running(f"http://127.0.0.1:{app_server.port}", app_server) as made:
         yield made
 
 
@@ -479,9 +479,9 @@ async def test_a_tunnel_is_one_access_line_and_metrics_go_back_to_zero(setup: Se
     assert line["closed_by"] == "client"
 
 
-async def test_an_idle_tunnel_is_closed_after_upgrade_idle_timeout(app_server: TestServer, aiohttp_client: Any) -> None:
+async def test_an_idle_tunnel_is_closed_after_upgrade_idle_timeout(app_server: TestServer) -> None:
     url = f"http://127.0.0.1:{app_server.port}"
-    async with running(url, app_server, aiohttp_client, upgrade_idle_timeout_s=1.0) as idle:
+    async with running(url, app_server, upgrade_idle_timeout_s=1.0) as idle:
         sid = session_id()
         async with connect("websockets", idle.url(f"/ws/push?id={sid}&after_s=3"), {"X-Request-ID": f"idle-{sid}"}) as client:
             started = time.monotonic()
@@ -509,10 +509,10 @@ async def test_a_client_gone_without_a_close_frame_ends_the_apps_connection(setu
 @pytest.mark.parametrize("reset", [True, False], ids=["reset", "fin"])
 @pytest.mark.parametrize("kind", CLIENTS)
 async def test_the_app_side_ending_mid_tunnel_ends_the_clients_and_nothing_leaks(
-    app_server: TestServer, aiohttp_client: Any, kind: str, reset: bool
+    app_server: TestServer, kind: str, reset: bool
 ) -> None:
     with FaultProxy("127.0.0.1", app_server.port) as fault:
-        async with running(fault.url, app_server, aiohttp_client) as through:
+        async with running(fault.url, app_server) as through:
             sid = session_id()
             async with connect(kind, through.url(f"/ws?id={sid}"), {"X-Request-ID": f"cut-{sid}"}) as client:
                 await client.send("before")

@@ -19,7 +19,7 @@ from aiohttp import web
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from agent.admin.context import IDS_KEY
+from agent.admin.http import Request, Response
 from agent.app import create_main
 from agent.config import AgentConfig
 from agent.metrics import create_registry
@@ -91,8 +91,9 @@ async def both(config: AgentConfig, headers: dict[str, str], returned: dict[str,
     async def upstream(request: web.Request) -> web.Response:
         return web.Response(body=orjson.dumps({"traceparent": request.headers.get("traceparent")}), headers=returned)
 
-    async def admin_handler(request: web.Request) -> web.Response:
-        return web.Response(body=orjson.dumps({"traceparent": request[IDS_KEY].traceparent}), headers=returned)
+    async def admin_handler(request: Request) -> Response:
+        assert request.ids is not None
+        return Response(200, orjson.dumps({"traceparent": request.ids.traceparent}), headers=returned)
 
     app = web.Application()
     app.router.add_get("/same", upstream)
@@ -103,7 +104,8 @@ async def both(config: AgentConfig, headers: dict[str, str], returned: dict[str,
         request_id={"pattern": config.request_id.pattern},
         logging={"access_log": False},
     )
-    admin_runner, admin_port = await serve(admin_app(config, {"/same": admin_handler}))
+    admin = admin_app(config, {"/same": admin_handler}).server()
+    _, admin_port = await admin.start("127.0.0.1", 0)
     from agent.app import create_monitor
 
     monitor = create_monitor(config)
@@ -114,7 +116,7 @@ async def both(config: AgentConfig, headers: dict[str, str], returned: dict[str,
         return await raw_get(main_port, "/same", headers), await raw_get(admin_port, "/same", headers)
     finally:
         await listener.close(1.0)
-        await admin_runner.cleanup()
+        await admin.close(1.0)
         await upstream_runner.cleanup()
 
 

@@ -1,10 +1,10 @@
-"""The agent's listeners inside the test's own event loop: the real main listener on a free port
-and the admin app under aiohttp's test client, sharing one monitor and one registry; and
+"""The agent's listeners inside the test's own event loop: the real main listener and the real
+admin listener on free ports, sharing one monitor and one registry; and
 "scripted" checks, whose results the test sets by hand."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -17,6 +17,7 @@ from agent.config import AgentConfig, build_config
 from agent.health.monitor import Monitor, ScheduledCheck
 from agent.metrics import HttpMetrics
 from agent.secrets import Redactor
+from tests.support.admin_client import AdminClient, serve_admin
 from tests.support.polling import async_wait_until
 
 ADMIN_TOKEN = "s3cret-admin-token"
@@ -25,7 +26,7 @@ ADMIN_TOKEN = "s3cret-admin-token"
 @dataclass
 class InProcessAgent:
     main: aiohttp.ClientSession  # base_url = the main listener
-    admin: Any  # aiohttp TestClient, or None when admin.enabled = false
+    admin: AdminClient | None  # None when admin.enabled = false
     monitor: Monitor
     http_metrics: HttpMetrics
     main_url: str
@@ -35,7 +36,6 @@ class InProcessAgent:
 @asynccontextmanager
 async def in_process_agent(
     config: AgentConfig,
-    aiohttp_client: Callable[..., Awaitable[Any]],
     *,
     monitor: Monitor | None = None,
     start_monitor: bool = False,
@@ -45,7 +45,7 @@ async def in_process_agent(
     listener = create_main(config, monitor, registry, http_metrics)
     host, port = await listener.start("127.0.0.1", 0)
     admin = (
-        await aiohttp_client(create_admin_app(config, monitor, registry, tunnels_open=lambda: http_metrics.tunnels_open))
+        await serve_admin(create_admin_app(config, monitor, registry, tunnels_open=lambda: http_metrics.tunnels_open))
         if config.admin.enabled
         else None
     )
@@ -56,6 +56,8 @@ async def in_process_agent(
         yield InProcessAgent(session, admin, monitor, http_metrics, f"http://{host}:{port}", listener)
     finally:
         await session.close()
+        if admin is not None:
+            await admin.close()
         await listener.close(1.0)
         if start_monitor:
             await monitor.stop()
@@ -109,14 +111,12 @@ def scripted_monitor(config: AgentConfig, results: dict[str, CheckResult]) -> Mo
 
 
 @asynccontextmanager
-async def scripted_agent(
-    aiohttp_client: Callable[..., Awaitable[Any]], results: dict[str, CheckResult], **overrides: dict[str, Any]
-) -> AsyncIterator[InProcessAgent]:
+async def scripted_agent(results: dict[str, CheckResult], **overrides: dict[str, Any]) -> AsyncIterator[InProcessAgent]:
     """An in-process agent on ``scripted_config(**overrides)``, its monitor running, entered once
     every check has run."""
     config = scripted_config(**overrides)
     monitor = scripted_monitor(config, results)
-    async with in_process_agent(config, aiohttp_client, monitor=monitor, start_monitor=True) as agent:
+    async with in_process_agent(config, monitor=monitor, start_monitor=True) as agent:
         assert await async_wait_until(lambda: monitor.snapshot.started and all(c.runs for c in monitor.snapshot.checks)), (
             "the scripted checks never all ran"
         )

@@ -1,6 +1,6 @@
 """Instructions per proxied request, counted by valgrind: a request-path comparison that noise cannot move.
 
-    python -m bench.instructions [--requests 2000] [--tracing RATIO]
+    python -m bench.instructions [--requests 2000] [--tracing RATIO] [--probe] [--keep FILE]
 
 Runs ``bench.path`` (the real client and upstream legs over in-memory transports) under
 ``valgrind --tool=callgrind`` twice, with N and 3N requests, and prints (I(3N) - I(N)) / 2N: the
@@ -29,7 +29,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 TOTAL = re.compile(rb"^(?:summary|totals): (\d+)", re.MULTILINE)
 
 
-def instructions(requests: int, tracing: float | None) -> int:
+def instructions(requests: int, tracing: float | None, probe: bool = False, keep: Path | None = None) -> int:
     """Instructions of one ``bench.path`` process doing ``requests`` requests once (all threads)."""
     with tempfile.TemporaryDirectory(prefix="bench-instructions-") as tmp:
         out = Path(tmp) / "callgrind.out"
@@ -37,8 +37,12 @@ def instructions(requests: int, tracing: float | None) -> int:
         argv += ["--requests", str(requests), "--runs", "1"]
         if tracing is not None:
             argv += ["--tracing", str(tracing)]
+        if probe:
+            argv.append("--probe")
         env = {**os.environ, "PYTHONHASHSEED": os.environ.get("PYTHONHASHSEED", "0"), "PYTHONPATH": str(REPO_ROOT)}
         subprocess.run(argv, cwd=REPO_ROOT, env=env, check=True, capture_output=True, timeout=900)
+        if keep is not None:  # for callgrind_annotate
+            shutil.copyfile(out, keep)
         match = TOTAL.search(out.read_bytes())
         if match is None:
             raise SystemExit(f"no instruction total in {out}")
@@ -49,14 +53,17 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.instructions", description=__doc__.split("\n\n")[0])
     parser.add_argument("--requests", type=int, default=2000, help="N: the runs make N and 3N requests (default 2000)")
     parser.add_argument("--tracing", type=float, default=None, metavar="RATIO", help="tracing on at this sample_ratio")
+    parser.add_argument("--probe", action="store_true", help="GET /health/ready probes instead of proxied requests")
+    parser.add_argument("--keep", type=Path, default=None, metavar="FILE", help="keep the 3N run's callgrind output here")
     args = parser.parse_args(argv)
     if shutil.which("valgrind") is None:
         print("valgrind is needed: apt-get install -y valgrind", file=sys.stderr)
         return 1
-    small = instructions(args.requests, args.tracing)
-    large = instructions(3 * args.requests, args.tracing)
+    small = instructions(args.requests, args.tracing, args.probe)
+    large = instructions(3 * args.requests, args.tracing, args.probe, args.keep)
     per_request = (large - small) / (2 * args.requests)
-    print(f"{per_request:,.0f} instructions per proxied request (bench.path under callgrind; N = {args.requests})")
+    what = "/health/ready probe" if args.probe else "proxied request"
+    print(f"{per_request:,.0f} instructions per {what} (bench.path under callgrind; N = {args.requests})")
     return 0
 
 

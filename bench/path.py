@@ -1,6 +1,6 @@
 """The main listener's Python work per proxied request, without sockets or a load generator.
 
-    python -m bench.path [--requests 20000] [--runs 7]
+    python -m bench.path [--requests 20000] [--runs 7] [--probe]
 
 Drives the real ``ClientConnection`` and ``UpstreamConnection`` with in-memory transports: each
 request is parsed, forwarded to a pooled upstream connection, its response parsed, made the
@@ -8,7 +8,8 @@ agent's (ids, security headers, metrics, the JSON access log into memory) and wr
 syscall or event-loop work is counted, so this isolates the per-request Python cost that
 ``bench.proxy`` measures together with the kernel's, with far less noise: use it to compare two
 versions of the request path (run it in each checkout) and to profile (``py-spy record -- python
--m bench.path``). Prints one line per run and the median.
+-m bench.path``). ``--probe`` sends ``GET /health/ready`` instead: the answer the agent makes
+itself, the upstream leg unused. Prints one line per run and the median.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from agent.proxy.main import create_main_listener
 from agent.tracing import Tracer
 
 REQUEST = b"GET /v1/plans/1 HTTP/1.1\r\nHost: 127.0.0.1:8000\r\nUser-Agent: wrk\r\nAccept: */*\r\n\r\n"
+PROBE = b"GET /health/ready HTTP/1.1\r\nHost: 127.0.0.1:8000\r\nUser-Agent: kube-probe/1.30\r\nAccept: */*\r\n\r\n"
 BODY = b'{"id":1,"name":"plan","status":"active"}'
 RESPONSE = (
     b"HTTP/1.1 200 OK\r\nServer: nginx/1.22.1\r\nDate: Sat, 05 Dec 2026 08:00:00 GMT\r\n"
@@ -63,7 +65,7 @@ class MemoryTransport:
         pass
 
 
-async def measure(requests: int, runs: int, tracing: float | None = None) -> list[float]:
+async def measure(requests: int, runs: int, tracing: float | None = None, probe: bool = False) -> list[float]:
     raw: dict[str, Any] = {"checks": {"upstream": {"enabled": False}, "disk": {"enabled": False}}}
     if tracing is not None:  # spans go to a port nothing listens on: export fails in the worker thread
         raw["tracing"] = {"enabled": True, "sample_ratio": tracing, "endpoint": "http://127.0.0.1:9/v1/traces"}
@@ -87,6 +89,11 @@ async def measure(requests: int, runs: int, tracing: float | None = None) -> lis
         client.data_received(REQUEST)
         app.data_received(RESPONSE)
 
+    def one_probe() -> None:
+        client.data_received(PROBE)
+
+    if probe:
+        one = one_probe
     for _ in range(2000):
         one()
     if not client_side.written or b" 200 OK" not in client_side.written[-1]:
@@ -110,11 +117,13 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=20000, help="requests per run (default 20000)")
     parser.add_argument("--runs", type=int, default=7, help="runs (default 7)")
     parser.add_argument("--tracing", type=float, default=None, metavar="RATIO", help="tracing on at this sample_ratio")
+    parser.add_argument("--probe", action="store_true", help="GET /health/ready (answered by the agent) instead of a proxied GET")
     args = parser.parse_args()
-    results = asyncio.run(measure(args.requests, args.runs, args.tracing))
+    results = asyncio.run(measure(args.requests, args.runs, args.tracing, args.probe))
     for i, result in enumerate(results, 1):
         print(f"run {i}: {result:.2f} µs per request")
-    print(f"median: {statistics.median(results):.2f} µs of Python per proxied request (no syscalls, no event loop)")
+    what = "/health/ready probe" if args.probe else "proxied request"
+    print(f"median: {statistics.median(results):.2f} µs of Python per {what} (no syscalls, no event loop)")
 
 
 if __name__ == "__main__":

@@ -167,7 +167,9 @@ class Response:
         attributes = [f"{name}={value}"] + (["HttpOnly"] if http_only else []) + [f"Path={path}", f"SameSite={same_site}"]
         self.headers.add("Set-Cookie", "; ".join(attributes))
 
-    def encode(self, *, head_only: bool, close: bool) -> bytes:
+    def encode(self, *, head_only: bool, close: bool, http10_keep_alive: bool = False) -> bytes:
+        """The response on the wire; ``http10_keep_alive``: an HTTP/1.0 client asked to keep the
+        connection, which it assumes closed unless told otherwise."""
         lines = [status_line(self.status)]
         for name, value in self.headers.items():
             lines.append(b"%s: %s\r\n" % (name.encode("latin-1"), value.encode("latin-1")))
@@ -175,6 +177,8 @@ class Response:
             lines.append(b"Content-Length: %d\r\n" % len(self.body))
         if close:
             lines.append(b"Connection: close\r\n")
+        elif http10_keep_alive:
+            lines.append(b"Connection: keep-alive\r\n")
         lines.append(b"\r\n")
         if not head_only and self.status not in (204, 304):
             lines.append(self.body)
@@ -355,7 +359,8 @@ class AdminConnection(asyncio.Protocol):
             finally:
                 self.busy = False
             keep_alive = pending.keep_alive and not self.server.closing
-            self._write(response.encode(head_only=pending.request.method == "HEAD", close=not keep_alive))
+            head_only = pending.request.method == "HEAD"
+            self._write(response.encode(head_only=head_only, close=not keep_alive, http10_keep_alive=not pending.http11))
             self.idle_since = time.monotonic()
             if not keep_alive:
                 self.close()

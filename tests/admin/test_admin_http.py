@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from agent.admin import http
 from agent.admin.http import MAX_BODY_BYTES, Request, Response
 from tests.admin.admin_apps import UUID4, admin_app, make_config
 from tests.support.admin_client import AdminClient, serve_admin
@@ -142,6 +143,13 @@ async def test_http_1_0_without_keep_alive_is_closed_after_the_answer(served: Ad
     assert answer[0] == 200 and answer[1]["connection"] == "close"
 
 
+async def test_http_1_0_keep_alive_is_kept_and_said(served: AdminClient) -> None:
+    data = b"GET /health/live HTTP/1.0\r\nConnection: keep-alive\r\n\r\nGET /health/live HTTP/1.0\r\n\r\n"
+    first, second = responses(await exchange(served.port, data))
+    assert (first[0], first[1]["connection"]) == (200, "keep-alive")
+    assert (second[0], second[1]["connection"]) == (200, "close")
+
+
 async def test_shutdown_lets_a_running_request_finish_and_closes_idle_connections(served: AdminClient) -> None:
     idle_reader, idle_writer = await asyncio.open_connection("127.0.0.1", served.port)
     idle_writer.write(b"GET /health/live HTTP/1.1\r\nHost: a\r\n\r\n")
@@ -155,3 +163,29 @@ async def test_shutdown_lets_a_running_request_finish_and_closes_idle_connection
     assert await asyncio.wait_for(idle_reader.read(), 5) == b""  # closed, not left hanging
     idle_writer.close()
     busy_writer.close()
+
+
+async def test_deadlines_close_a_slow_head_a_stalled_body_and_an_idle_connection(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("HEAD_TIMEOUT_S", "BODY_TIMEOUT_S", "KEEPALIVE_TIMEOUT_S"):
+        monkeypatch.setattr(http, name, 0.4)
+    monkeypatch.setattr(http, "SWEEP_PERIOD_S", 0.05)
+    app = admin_app(make_config())
+    app.put("/echo", echo)
+    client = await serve_admin(app)
+    try:
+        started = asyncio.get_running_loop().time()
+        streams = [await asyncio.open_connection("127.0.0.1", client.port) for _ in range(3)]
+        (slow_head, _), (stalled_body, _), (idle, _) = [(r, w) for r, w in streams]
+        streams[0][1].write(b"GET /health/live HTTP/1.1\r\nHost: a\r\n")  # never finished
+        streams[1][1].write(b"PUT /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\nabc")  # 7 bytes short
+        streams[2][1].write(b"GET /health/live HTTP/1.1\r\nHost: a\r\n\r\n")  # answered, then idle
+        assert await asyncio.wait_for(slow_head.read(), 5) == b""
+        assert await asyncio.wait_for(stalled_body.read(), 5) == b""
+        answered = await asyncio.wait_for(idle.read(), 5)
+        assert answered.startswith(b"HTTP/1.1 200 OK\r\n")  # the answer came, then the close
+        assert asyncio.get_running_loop().time() - started < 3
+        assert not client.server.connections
+        for _, writer in streams:
+            writer.close()
+    finally:
+        await client.close()

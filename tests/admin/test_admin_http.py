@@ -175,7 +175,7 @@ async def test_deadlines_close_a_slow_head_a_stalled_body_and_an_idle_connection
     try:
         started = asyncio.get_running_loop().time()
         streams = [await asyncio.open_connection("127.0.0.1", client.port) for _ in range(3)]
-        (slow_head, _), (stalled_body, _), (idle, _) = [(r, w) for r, w in streams]
+        slow_head, stalled_body, idle = (reader for reader, _ in streams)
         streams[0][1].write(b"GET /health/live HTTP/1.1\r\nHost: a\r\n")  # never finished
         streams[1][1].write(b"PUT /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\nabc")  # 7 bytes short
         streams[2][1].write(b"GET /health/live HTTP/1.1\r\nHost: a\r\n\r\n")  # answered, then idle

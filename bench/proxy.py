@@ -159,6 +159,18 @@ def tree_ticks(pids: list[int]) -> int:
     return total
 
 
+def tree_system_ticks(pids: list[int]) -> int:
+    """The kernel's share (stime) of :func:`tree_ticks`: syscalls, the TCP stack, page faults."""
+    total = 0
+    for pid in pids:
+        try:
+            data = Path(f"/proc/{pid}/stat").read_bytes()
+        except (FileNotFoundError, ProcessLookupError) as exc:
+            raise RuntimeError(f"process {pid} disappeared during the benchmark") from exc
+        total += int(data[data.rindex(b")") + 2 :].split()[12])
+    return total
+
+
 def cpu_stat(cpu: int | None) -> tuple[int, int, int]:
     """(busy, total, steal) jiffies of one CPU (or all CPUs when unpinned) from /proc/stat."""
     name = "cpu" if cpu is None else f"cpu{cpu}"
@@ -313,9 +325,13 @@ def proxy_nginx_conf(d: Path, port: int, upstream_port: int, headers: dict[str, 
     )
 
 
-def haproxy_conf(port: int, upstream_port: int, headers: dict[str, str], tls: TlsFiles | None = None) -> str:
+def haproxy_conf(
+    port: int, upstream_port: int, headers: dict[str, str], tls: TlsFiles | None = None, answer_port: int | None = None
+) -> str:
     """With ``tls``: TLS termination with the agent's certificate (ALPN http/1.1, as the agent),
-    ``X-Forwarded-Proto: https`` and the agent's HSTS header, which it sends on TLS requests."""
+    ``X-Forwarded-Proto: https`` and the agent's HSTS header, which it sends on TLS requests.
+    With ``answer_port``: a second frontend there that answers every request itself (200, a
+    small JSON body, a request id and the same headers), the floor for ``/health/ready``."""
     if tls is not None:
         headers = {**headers, "Strict-Transport-Security": tls.hsts_value}
     set_headers = "\n".join(f'  http-response set-header {name} "{value}"' for name, value in headers.items())
@@ -345,7 +361,7 @@ frontend main
 {set_headers}
   http-response del-header Server
   default_backend app
-
+{_answer_frontend(answer_port, set_headers)}
 backend app
   http-reuse always
   server app1 127.0.0.1:{upstream_port}
@@ -413,6 +429,20 @@ def start_nginx(children: Children, workdir: Path, name: str, conf: Callable[[Pa
     return service
 
 
+def _answer_frontend(port: int | None, set_headers: str) -> str:
+    if port is None:
+        return ""
+    answer = set_headers.replace("http-response set-header", "http-after-response set-header")
+    return f"""
+frontend answer
+  bind 127.0.0.1:{port}
+  unique-id-format %[uuid()]
+  http-after-response set-header X-Request-ID %[unique-id]
+{answer}
+  http-request return status 200 content-type application/json string '{{"status":"ready"}}'
+"""
+
+
 def start_haproxy(
     children: Children,
     workdir: Path,
@@ -422,11 +452,12 @@ def start_haproxy(
     cpu: int | None,
     name: str = "haproxy",
     tls: TlsFiles | None = None,
+    answer_port: int | None = None,
 ) -> Service:
     d = workdir / name
     d.mkdir(mode=0o755)
     cfg = d / "haproxy.cfg"
-    cfg.write_text(haproxy_conf(port, upstream_port, headers, tls))
+    cfg.write_text(haproxy_conf(port, upstream_port, headers, tls, answer_port))
     check = subprocess.run(["haproxy", "-c", "-f", str(cfg)], capture_output=True, text=True, timeout=10)
     if check.returncode != 0:
         raise Fail(f"haproxy rejected its config:\n{check.stdout}{check.stderr}")
@@ -624,6 +655,7 @@ class Run:
     steal_pct: float
     client_us_per_req: float | None = None  # the load generator's own CPU, when it reports it
     main_thread_us_per_req: float | None = None  # an agent's event-loop thread alone (the rest: other threads)
+    proxy_sys_us_per_req: float | None = None  # the kernel's part of proxy_us_per_req
 
 
 @dataclass
@@ -650,6 +682,7 @@ class Row:
             return self.websocket_summary()
         med = statistics.median
         rps = [r.load.rps for r in self.runs]
+        sys_us = [r.proxy_sys_us_per_req for r in self.runs if r.proxy_sys_us_per_req is not None]
         proxy_us = [r.proxy_us_per_req for r in self.runs if r.proxy_us_per_req is not None]
         proxy_pct = [r.proxy_cpu_pct for r in self.runs if r.proxy_cpu_pct is not None]
         client_us = [r.client_us_per_req for r in self.runs if r.client_us_per_req is not None]
@@ -665,6 +698,7 @@ class Row:
             "p99_ms": round(med(r.load.p99_ms for r in self.runs), 3),
             "proxy_cpu_us_per_req_runs": [round(x, 2) for x in proxy_us],
             "proxy_cpu_us_per_req": round(med(proxy_us), 2) if proxy_us else None,
+            "proxy_sys_us_per_req": round(med(sys_us), 2) if sys_us else None,
             "proxy_cpu_pct": round(med(proxy_pct), 1) if proxy_pct else None,
             "upstream_cpu_us_per_req": round(med(r.upstream_us_per_req for r in self.runs), 2),
             "client_cpu_us_per_req": round(med(client_us), 2) if client_us else None,
@@ -711,10 +745,10 @@ def measure_once(row: Row, proxy_cpu: int | None, load_cpu: int | None) -> Run:
     upstream = row.upstream
     agent_pid = row.service.proc.pid if isinstance(row.service, AgentService) else None
     m0 = cpu_ticks(agent_pid, agent_pid) if agent_pid else 0
-    p0, u0 = tree_ticks(pids), tree_ticks(upstream.pids)
+    p0, u0, k0 = tree_ticks(pids), tree_ticks(upstream.pids), tree_system_ticks(pids)
     c0, s0 = cpu_stat(proxy_cpu), cpu_stat(load_cpu)
     result = row.load.run(row.url)
-    p1, u1 = tree_ticks(pids), tree_ticks(upstream.pids)
+    p1, u1, k1 = tree_ticks(pids), tree_ticks(upstream.pids), tree_system_ticks(pids)
     m1 = cpu_ticks(agent_pid, agent_pid) if agent_pid else 0
     c1, s1 = cpu_stat(proxy_cpu), cpu_stat(load_cpu)
     done = max(result.requests * row.per_load_item, 1)  # requests, or messages on the WebSocket rows
@@ -727,6 +761,7 @@ def measure_once(row: Row, proxy_cpu: int | None, load_cpu: int | None) -> Run:
         upstream_us_per_req=(u1 - u0) / CLK_TCK * 1e6 / done,
         client_us_per_req=result.client_cpu_s * 1e6 / done if result.client_cpu_s is not None else None,
         main_thread_us_per_req=(m1 - m0) / CLK_TCK * 1e6 / done if agent_pid else None,
+        proxy_sys_us_per_req=(k1 - k0) / CLK_TCK * 1e6 / done if pids else None,
         # Busy time on the proxy's CPU not charged to the proxy: other processes, interrupts, steal.
         cpu0_other_pct=max(0.0, (c1[0] - c0[0]) - proxy_ticks) / cpu0_total * 100,
         # Near 100 % with the proxy below 100 %: the load side (wrk + upstream) limits the rate.
@@ -786,6 +821,7 @@ def http_lines(meta: dict[str, Any], rows: list[dict[str, Any]], extra: dict[str
         "p50 ms",
         "p99 ms",
         "proxy µs/req",
+        "of it kernel",
         "÷HAProxy",
         "÷nginx",
         "proxy CPU%",
@@ -809,6 +845,7 @@ def http_lines(meta: dict[str, Any], rows: list[dict[str, Any]], extra: dict[str
                 f"{r['p50_ms']:.2f}",
                 f"{r['p99_ms']:.2f}",
                 num(us, ".1f"),
+                num(r.get("proxy_sys_us_per_req"), ".1f"),
                 num(_ratio(us, hap) if proxyish else None, ".2f"),
                 num(_ratio(us, ngx) if proxyish else None, ".2f"),
                 num(r["proxy_cpu_pct"], ".0f"),
@@ -850,6 +887,12 @@ def http_lines(meta: dict[str, Any], rows: list[dict[str, Any]], extra: dict[str
             else ""
         )
         + f"; /health/ready ≥ {ready_min:,} r/s: {t['ready_rps']:,.0f} — {'met' if t['ready_rps'] >= ready_min else 'NOT met'}"
+        + (
+            f" ({t['ready_us']:.1f} µs per probe; HAProxy answering a request itself on the same core: "
+            f"{t['haproxy_answer_rps']:,.0f} r/s, {t['haproxy_answer_us']:.1f} µs)"
+            if t.get("haproxy_answer_rps") and t.get("ready_us") and t.get("haproxy_answer_us")
+            else ""
+        )
     )
     return lines
 
@@ -958,8 +1001,8 @@ def start_http_rows(bench: Bench) -> HttpRows:
     rows = [Row("agent", "agent (proxied)", "proxy", agent.port, PATH, agent, load, upstream)]
     if bench.have_haproxy:
         progress("starting HAProxy ...")
-        hap_port = free_port()
-        hap = start_haproxy(children, workdir, hap_port, up_port, bench.headers, bench.proxy_cpu)
+        hap_port, answer_port = free_port(), free_port()
+        hap = start_haproxy(children, workdir, hap_port, up_port, bench.headers, bench.proxy_cpu, answer_port=answer_port)
         rows.append(Row("haproxy", "HAProxy (proxied)", "proxy", hap_port, PATH, hap, load, upstream))
         bench.services.append(hap)
     else:
@@ -974,6 +1017,8 @@ def start_http_rows(bench: Bench) -> HttpRows:
     rows.append(Row("nginx", "nginx (proxied)", "proxy", ngx_port, PATH, ngx, load, upstream))
     rows.append(Row("direct", "direct to upstream", "direct", up_port, PATH, None, load, upstream))
     rows.append(Row("ready", "agent /health/ready", "health", agent.port, "/health/ready", agent, load, upstream))
+    if bench.have_haproxy:  # what answering a request at all costs on this machine: the floor for the row above
+        rows.append(Row("haproxy_ready", "HAProxy answering itself", "health", answer_port, "/health/ready", hap, load, upstream))
     if compiled.code.startswith("compiled"):
         progress("starting an agent on the pure-Python request path (AGENT_PURE_PYTHON=1) ...")
         pure = start_agent(children, workdir, up_port, bench.proxy_cpu, name="agent-pure", pure=True)
@@ -1290,6 +1335,9 @@ def http_results(http: HttpRows, warmup: dict[str, int], summaries: list[dict[st
             "haproxy_us": hap_us,
             "ready_rps": by_key["ready"]["rps_median"],
             "ready_rps_min": READY_TARGET_RPS,
+            "ready_us": by_key["ready"]["proxy_cpu_us_per_req"],
+            "haproxy_answer_rps": by_key.get("haproxy_ready", {}).get("rps_median"),
+            "haproxy_answer_us": by_key.get("haproxy_ready", {}).get("proxy_cpu_us_per_req"),
         },
     }
 

@@ -75,7 +75,9 @@ def test_a_collector_in_trouble_costs_the_requests_nothing(
     assert max(result.latencies_s) < LATENCY_MAX_S, result.summary()
     assert rss.growth < RSS_GROWTH_MAX_BYTES, f"RSS grew {rss.growth / 2**20:.1f} MiB: {result.summary()}"
 
-    if trouble != "slow":  # the first batch counts as failed once the exporter's retries give up (10 s)
+    if trouble == "slow":  # the first export returns after SLOW_S, which a fast machine's load may not last
+        assert wait_until(lambda: span_counters(agent)["exported"] > 0, timeout=SLOW_S + 15), span_counters(agent)
+    else:  # the first batch counts as failed once the exporter's retries give up (10 s)
         assert wait_until(lambda: span_counters(agent)["export_failed"] > 0, timeout=15), span_counters(agent)
     counters = span_counters(agent)
     made = spans_made(agent)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 
 from prometheus_client import CollectorRegistry
 
@@ -24,7 +24,7 @@ from agent.admin.auth import SAFE_METHODS, AdminAuth
 from agent.admin.errors import error_response
 from agent.admin.health import add_health_routes
 from agent.admin.hooks import add_request_id, add_security_headers
-from agent.admin.http import AdminServer, Headers, HttpError, Refusal, Request, Response
+from agent.admin.http import AdminServer, Handler, Headers, HttpError, Refusal, Request, Response
 from agent.admin.log_level import LogLevel, add_log_level_routes
 from agent.admin.metrics import make_metrics_handler
 from agent.admin.status import add_status_routes
@@ -35,8 +35,6 @@ from agent.rules.access import access_event
 from agent.rules.errors import code_for_status
 from agent.rules.ids import RequestIdRule, resolve_ids_text
 from agent.rules.security_headers import SecurityHeaders
-
-Handler = Callable[[Request], Awaitable[Response]]
 
 log = logging.getLogger("agent.admin")
 

@@ -34,17 +34,14 @@ import enum
 import hashlib
 import hmac
 import ipaddress
-from collections.abc import Awaitable, Callable
 from urllib.parse import urlsplit
 
 from agent.admin.errors import error_response
-from agent.admin.http import Request, Response
+from agent.admin.http import Handler, Request, Response
 
 COOKIE_NAME = "agent_admin"
 _COOKIE_CONTEXT = b"sidecar-agent admin cookie v1"
 SAFE_METHODS = frozenset({"GET", "HEAD"})
-
-Handler = Callable[[Request], Awaitable[Response]]
 
 TOKEN_REQUIRED = "A valid bearer token is required (browsers: open status?token=<token> once)."
 LOOPBACK_ONLY = (
@@ -112,7 +109,7 @@ class AdminAuth:
         """The 401 or 403 :func:`admin_access` decides for ``request``, or None when it may go on."""
         access = admin_access(
             is_change=request.method not in SAFE_METHODS,
-            peer=peer_host(request),
+            peer=request.peer,  # the socket's, never a header's word
             is_token_set=self.is_enabled,
             has_credentials=self.is_enabled and self._has_credentials(request),
             is_cross_origin=self.is_cross_origin(request),
@@ -142,11 +139,6 @@ class AdminAuth:
     def _has_cookie(self, request: Request) -> bool:
         given = request.cookie(COOKIE_NAME)
         return given is not None and hmac.compare_digest(given.encode(), self._cookie)
-
-
-def peer_host(request: Request) -> str | None:
-    """The socket peer's address: never a header's word."""
-    return request.peer
 
 
 def has_bearer_token(request: Request, token: bytes) -> bool:

@@ -61,20 +61,11 @@ class Headers:
         lower = name.lower()
         return [value for field, value in self._fields if field.lower() == lower]
 
-    def __getitem__(self, name: str) -> str:
-        value = self.get(name)
-        if value is None:
-            raise KeyError(name)
-        return value
-
     def __contains__(self, name: object) -> bool:
         return isinstance(name, str) and self.get(name) is not None
 
     def __iter__(self) -> Iterator[str]:
         return (field for field, _ in self._fields)
-
-    def __len__(self) -> int:
-        return len(self._fields)
 
     def items(self) -> list[tuple[str, str]]:
         return list(self._fields)
@@ -205,17 +196,16 @@ class Refusal(Exception):
         self.code = code
 
 
-Handle = Callable[[Request], Awaitable[Response]]
+Handler = Callable[[Request], Awaitable[Response]]  # a route's, and the whole application's
 Refuse = Callable[[Refusal, str | None, bool], Response]  # (refusal, peer, https) -> the error to send
 
 
 class _Pending:
-    __slots__ = ("http11", "keep_alive", "request")
+    __slots__ = ("keep_alive", "request")
 
-    def __init__(self, request: Request, keep_alive: bool, http11: bool) -> None:
+    def __init__(self, request: Request, keep_alive: bool) -> None:
         self.request = request
         self.keep_alive = keep_alive
-        self.http11 = http11
 
 
 class AdminConnection(asyncio.Protocol):
@@ -257,7 +247,10 @@ class AdminConnection(asyncio.Protocol):
             self.parser.feed_data(data)
         except httptools.HttpParserCallbackError as exc:
             cause = exc.__context__
-            self._refuse(cause if isinstance(cause, Refusal) else Refusal("internal error", 500, "INTERNAL_ERROR"))
+            if not isinstance(cause, Refusal):  # a bug in a callback, not the client's doing
+                log.error("admin listener bug while parsing", exc_info=cause or exc)
+                cause = Refusal("internal error", 500, "INTERNAL_ERROR")
+            self._refuse(cause)
         except httptools.HttpParserUpgrade:
             # llhttp stops after a request that asks to switch protocols. The admin listener
             # switches to nothing: the request is answered as plain HTTP and the connection
@@ -338,7 +331,7 @@ class AdminConnection(asyncio.Protocol):
             http11=http11,
         )
         self._body = []
-        self.queue.append(_Pending(request, parser.should_keep_alive() and not self.server.closing, http11))
+        self.queue.append(_Pending(request, parser.should_keep_alive() and not self.server.closing))
         if len(self.queue) >= MAX_PIPELINED:
             self._pause()
         if self.worker is None or self.worker.done():
@@ -360,7 +353,7 @@ class AdminConnection(asyncio.Protocol):
                 self.busy = False
             keep_alive = pending.keep_alive and not self.server.closing
             head_only = pending.request.method == "HEAD"
-            self._write(response.encode(head_only=head_only, close=not keep_alive, http10_keep_alive=not pending.http11))
+            self._write(response.encode(head_only=head_only, close=not keep_alive, http10_keep_alive=not pending.request.http11))
             self.idle_since = time.monotonic()
             if not keep_alive:
                 self.close()
@@ -375,8 +368,6 @@ class AdminConnection(asyncio.Protocol):
         self._refused = True
         self._pause()
         response = self.server.refuse(refusal, self.peer, self.secure)
-        if refusal.status >= 500 and refusal.__context__ is not None:
-            log.error("admin listener bug while parsing", exc_info=refusal.__context__)
 
         try:
             is_head = self.parser.get_method() == b"HEAD"  # a refused HEAD gets the head only, as on the main listener
@@ -437,7 +428,7 @@ class AdminConnection(asyncio.Protocol):
 class AdminServer:
     """The listening socket, its connections and their deadlines."""
 
-    def __init__(self, handle: Handle, refuse: Refuse) -> None:
+    def __init__(self, handle: Handler, refuse: Refuse) -> None:
         self.handle = handle
         self.refuse = refuse
         self.connections: set[AdminConnection] = set()

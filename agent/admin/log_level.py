@@ -14,7 +14,7 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any
 
-from agent.admin.auth import AdminAuth, peer_host
+from agent.admin.auth import AdminAuth
 from agent.admin.errors import error_response
 from agent.admin.http import Request, Response
 from agent.health.render import dumps
@@ -90,7 +90,7 @@ def add_log_level_routes(app: AdminApp, auth: AdminAuth, control: LogLevel) -> N
         control.set(*parsed)
         log.warning(
             "log level changed",
-            extra={"from": before, "to": parsed[0], "duration_s": parsed[1], "client_ip": peer_host(request)},
+            extra={"from": before, "to": parsed[0], "duration_s": parsed[1], "client_ip": request.peer},
         )
         return await show(request)
 

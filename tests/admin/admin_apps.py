@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from agent.admin.app import AdminApp, create_admin_app
-from agent.admin.http import Request, Response
+from agent.admin.http import Handler
 from agent.app import create_metrics, create_monitor
 from agent.config import AgentConfig, build_config
 
@@ -19,9 +18,6 @@ def make_config(**sections: dict[str, Any]) -> AgentConfig:
     table: dict[str, Any] = {"checks": {"upstream": {"enabled": False}, "disk": {"enabled": False}}}
     table.update(sections)
     return build_config(table, {}, "test")
-
-
-Handler = Callable[[Request], Awaitable[Response]]
 
 
 def admin_app(config: AgentConfig, routes: dict[str, Handler] | None = None) -> AdminApp:

@@ -10,10 +10,9 @@ traffic to a pod about to close its listeners (409).
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
 
 from agent.admin.errors import error_response
-from agent.admin.http import Request, Response
+from agent.admin.http import Handler, Request, Response
 from agent.health.monitor import Monitor
 from agent.health.policy import is_ready
 from agent.health.render import dumps
@@ -21,8 +20,6 @@ from agent.health.render import dumps
 log = logging.getLogger("agent.admin")
 
 ADMIN_REASON = "admin"
-
-Handler = Callable[[Request], Awaitable[Response]]
 
 
 def _state(monitor: Monitor) -> Response:
